@@ -1,0 +1,5 @@
+"""Run tcptune as ``python -m tcptune``."""
+
+from tcptune.cli import main
+
+main()

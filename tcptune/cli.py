@@ -1,0 +1,139 @@
+"""The command line: options become typed values here, and nothing else happens here.
+
+Each command parses its options, calls one function of the core, hands the
+result to tcptune.render and returns an ExitStatus. Errors are mapped to exit
+statuses in one place, TcptuneGroup.main.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from tcptune import __version__
+from tcptune.exitcodes import ExitStatus, TcptuneError
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 80}
+
+
+def _fail(message: str, status: ExitStatus) -> NoReturn:
+    click.echo(f"tcptune: {message}", err=True)
+    sys.exit(int(status))
+
+
+class TcptuneGroup(click.Group):
+    """A click group that maps every exception to one stderr line and an ExitStatus."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> NoReturn:
+        argv = list(sys.argv[1:] if args is None else args)
+        debug = "--debug" in argv
+        try:
+            result = super().main(
+                argv, prog_name or "tcptune", complete_var, standalone_mode=False, **extra
+            )
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            exc.show()
+            sys.exit(int(ExitStatus.USAGE))
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(int(ExitStatus.USAGE))
+        except (click.Abort, KeyboardInterrupt):
+            click.echo("tcptune: interrupted", err=True)
+            sys.exit(130)
+        except BrokenPipeError:
+            sys.exit(int(ExitStatus.OK))
+        except TcptuneError as exc:
+            if debug:
+                raise
+            _fail(str(exc), exc.status)
+        except Exception as exc:
+            if debug:
+                raise
+            _fail(
+                f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+                ExitStatus.INTERNAL,
+            )
+        sys.exit(int(result) if isinstance(result, int) else 0)
+
+
+@click.group(cls=TcptuneGroup, context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, prog_name="tcptune")
+@click.option(
+    "--proc-root",
+    default="/proc",
+    show_default=True,
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    envvar="TCPTUNE_PROC_ROOT",
+    help="Read this procfs tree, e.g. a host's /proc mounted at /host/proc.",
+)
+@click.option("--debug", is_flag=True, help="Show the traceback of an error.")
+@click.pass_context
+def cli(ctx: click.Context, proc_root: Path, debug: bool) -> None:
+    """Inspect, explain and safely tune Linux TCP teardown and keepalive settings.
+
+    \b
+    Examples:
+      tcptune audit                      what the settings and sockets say
+      tcptune audit --json | jq .sockets machine-readable, schema 1
+    """
+    from tcptune.procfs import ProcFS
+
+    ctx.obj = ProcFS(proc_root)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema 1) on stdout.")
+@click.option(
+    "--source",
+    type=click.Choice(["auto", "netlink", "procfs"]),
+    default="auto",
+    show_default=True,
+    help="Where to read socket states: auto uses netlink sock_diag on the live "
+    "/proc and the /proc/net/tcp tables otherwise.",
+)
+@click.pass_obj
+def audit(procfs: Any, as_json: bool, source: str) -> ExitStatus:
+    """Report TCP settings, sockets per state and counters, with findings.
+
+    \b
+    Examples:
+      tcptune audit
+      tcptune audit --json > audit.json
+      tcptune --proc-root /host/proc audit --source procfs
+
+    \b
+    Exit status: 0 healthy, 1 warnings, 2 critical, 3 the inspection was
+    incomplete; 64 usage, 77 permission, 70 internal error (see README).
+    """
+    from tcptune import render
+    from tcptune.findings import exit_status
+    from tcptune.inspector import SocketSource, inspect
+
+    snapshot = inspect(procfs, source=SocketSource(source))
+    if as_json:
+        import json
+
+        click.echo(json.dumps(render.audit_dict(snapshot), indent=2))
+    else:
+        click.echo(render.audit_text(snapshot), nl=False)
+    for problem in snapshot.problems:
+        click.echo(f"tcptune: incomplete: {problem.source}: {problem.message}", err=True)
+    return exit_status((), snapshot.complete)
+
+
+def main() -> NoReturn:
+    """Run the tcptune command line."""
+    cli.main()

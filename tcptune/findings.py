@@ -1,0 +1,48 @@
+"""The Finding record the advisor produces and the renderers show."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from tcptune.exitcodes import ExitStatus
+
+
+class Severity(enum.IntEnum):
+    """How much a finding matters; the exit status follows the worst one."""
+
+    INFO = 0
+    WARNING = 1
+    CRITICAL = 2
+
+    @property
+    def label(self) -> str:
+        """Return the lowercase name used in text and JSON."""
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing worth knowing: evidence, meaning, what to do, what it costs, sources."""
+
+    id: str  # stable, e.g. "close-wait"; also an explain topic
+    severity: Severity
+    title: str
+    evidence: tuple[str, ...]
+    explanation: str
+    recommendation: str
+    references: tuple[str, ...]
+    data: Mapping[str, object] = field(default_factory=dict)  # machine-readable extras
+
+
+def exit_status(findings: Iterable[Finding], complete: bool) -> ExitStatus:
+    """Return the audit's exit status: CRITICAL > INCOMPLETE > WARNING > OK (Icinga's order)."""
+    worst = max((finding.severity for finding in findings), default=Severity.INFO)
+    if worst is Severity.CRITICAL:
+        return ExitStatus.CRITICAL
+    if not complete:
+        return ExitStatus.INCOMPLETE
+    if worst is Severity.WARNING:
+        return ExitStatus.WARNING
+    return ExitStatus.OK

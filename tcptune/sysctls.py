@@ -1,0 +1,228 @@
+"""The catalogue of sysctls tcptune knows: unit, scope, kernel range and source.
+
+This table is the single source for what each key means to the inspector (how to
+parse and show it), the profile validator (what values are in range) and the
+applier (whether a container can write it). Facts come from the kernel's
+Documentation/networking/ip-sysctl.rst and the handlers in
+net/ipv4/sysctl_net_ipv4.c and net/core/sysctl_net_core.c (Linux 6.x).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+
+class Unit(enum.Enum):
+    """How a sysctl's value is read and shown."""
+
+    SECONDS = "seconds"
+    COUNT = "count"
+    MODE = "mode"  # a small enumerated integer, e.g. tcp_tw_reuse 0/1/2
+    PORT_RANGE = "port range"  # two integers, "low high"
+    PORT_LIST = "port list"  # comma-separated ports and ranges, may be empty
+
+
+class Scope(enum.Enum):
+    """Where a sysctl lives in the kernel."""
+
+    NETNS = "per network namespace"
+    # Registered only in the initial network namespace (the global ipv4_table
+    # in net/ipv4/sysctl_net_ipv4.c): a container's namespace does not show it.
+    HOST = "host-wide (initial network namespace only)"
+
+
+@dataclass(frozen=True)
+class SysctlSpec:
+    """One known sysctl: how to read it, what range it takes, where it applies."""
+
+    name: str
+    unit: Unit
+    scope: Scope
+    summary: str
+    minimum: int | None = None  # inclusive bounds a profile value must respect
+    maximum: int | None = None
+    removed_in: str | None = None  # kernel version that dropped the key
+    modes: Mapping[int, str] = field(default_factory=dict)  # meaning of each MODE value
+
+
+def _spec(*specs: SysctlSpec) -> Mapping[str, SysctlSpec]:
+    return MappingProxyType({spec.name: spec for spec in specs})
+
+
+# Ordered as the audit shows them: keepalive, teardown, ports, handshake.
+KNOWN_SYSCTLS: Mapping[str, SysctlSpec] = _spec(
+    # MAX_TCP_KEEPIDLE/KEEPINTVL (32767) and MAX_TCP_KEEPCNT (127) in
+    # include/net/tcp.h are the limits setsockopt enforces; the sysctls take
+    # the same meaning, so profiles are held to them.
+    SysctlSpec(
+        "net.ipv4.tcp_keepalive_time",
+        Unit.SECONDS,
+        Scope.NETNS,
+        "idle time before the first keepalive probe (SO_KEEPALIVE sockets only)",
+        1,
+        32767,
+    ),
+    SysctlSpec(
+        "net.ipv4.tcp_keepalive_intvl",
+        Unit.SECONDS,
+        Scope.NETNS,
+        "time between keepalive probes",
+        1,
+        32767,
+    ),
+    SysctlSpec(
+        "net.ipv4.tcp_keepalive_probes",
+        Unit.COUNT,
+        Scope.NETNS,
+        "unanswered probes before the connection is reset",
+        1,
+        127,
+    ),
+    SysctlSpec(
+        "net.ipv4.tcp_fin_timeout",
+        Unit.SECONDS,
+        Scope.NETNS,
+        "lifetime of an orphaned FIN_WAIT_2 socket (not TIME_WAIT)",
+        1,
+        86400,
+    ),
+    SysctlSpec(
+        "net.ipv4.tcp_tw_reuse",
+        Unit.MODE,
+        Scope.NETNS,
+        "reuse TIME_WAIT for new outgoing connections (0 off, 1 on, 2 loopback)",
+        0,
+        2,
+        modes=MappingProxyType({0: "off", 1: "on", 2: "loopback only"}),
+    ),
+    SysctlSpec(
+        "net.ipv4.tcp_tw_recycle",
+        Unit.MODE,
+        Scope.NETNS,
+        "removed: broke clients behind NAT",
+        0,
+        1,
+        removed_in="4.12",
+    ),
+    SysctlSpec(
+        "net.ipv4.tcp_max_tw_buckets",
+        Unit.COUNT,
+        Scope.NETNS,
+        "TIME_WAIT sockets held at once; beyond it sockets skip TIME_WAIT",
+        0,
+        2**31 - 1,
+    ),
+    SysctlSpec(
+        "net.ipv4.tcp_max_orphans",
+        Unit.COUNT,
+        Scope.HOST,
+        "sockets no process holds, host-wide; beyond it they are reset",
+        0,
+        2**31 - 1,
+    ),
+    SysctlSpec(
+        "net.ipv4.tcp_orphan_retries",
+        Unit.COUNT,
+        Scope.NETNS,
+        "retries before killing an orphaned socket (0 means 8)",
+        0,
+        255,
+    ),
+    SysctlSpec(
+        "net.ipv4.tcp_retries2",
+        Unit.COUNT,
+        Scope.NETNS,
+        "retransmissions before an established connection is dropped",
+        0,
+        255,
+    ),
+    SysctlSpec(
+        "net.ipv4.tcp_syn_retries",
+        Unit.COUNT,
+        Scope.NETNS,
+        "SYN retransmissions for an outgoing connect()",
+        1,
+        127,
+    ),
+    SysctlSpec(
+        "net.ipv4.tcp_synack_retries",
+        Unit.COUNT,
+        Scope.NETNS,
+        "SYN-ACK retransmissions for a passive open",
+        0,
+        255,
+    ),
+    SysctlSpec(
+        "net.ipv4.tcp_syncookies",
+        Unit.MODE,
+        Scope.NETNS,
+        "send SYN cookies when the SYN queue overflows (1) or always (2)",
+        0,
+        2,
+        modes=MappingProxyType({0: "off", 1: "on overflow", 2: "always"}),
+    ),
+    SysctlSpec(
+        "net.ipv4.tcp_max_syn_backlog",
+        Unit.COUNT,
+        Scope.NETNS,
+        "half-open (SYN_RECV) requests remembered per listener",
+        1,
+        2**31 - 1,
+    ),
+    SysctlSpec(
+        "net.ipv4.tcp_timestamps",
+        Unit.MODE,
+        Scope.NETNS,
+        "RFC 7323 timestamps; needed by tcp_tw_reuse and PAWS",
+        0,
+        2,
+        modes=MappingProxyType({0: "off", 1: "on, random offset", 2: "on, no offset"}),
+    ),
+    SysctlSpec(
+        "net.ipv4.tcp_rfc1337",
+        Unit.MODE,
+        Scope.NETNS,
+        "drop RSTs for TIME_WAIT sockets (RFC 1337 TIME-WAIT assassination)",
+        0,
+        1,
+        modes=MappingProxyType({0: "off", 1: "on"}),
+    ),
+    SysctlSpec(
+        "net.ipv4.tcp_migrate_req",
+        Unit.MODE,
+        Scope.NETNS,
+        "migrate queued requests when a SO_REUSEPORT listener closes",
+        0,
+        1,
+        modes=MappingProxyType({0: "off", 1: "on"}),
+    ),
+    SysctlSpec(
+        "net.ipv4.ip_local_port_range",
+        Unit.PORT_RANGE,
+        Scope.NETNS,
+        "ephemeral ports for outgoing connections",
+        1,
+        65535,
+    ),
+    SysctlSpec(
+        "net.ipv4.ip_local_reserved_ports",
+        Unit.PORT_LIST,
+        Scope.NETNS,
+        "ports left out of the ephemeral range",
+    ),
+    SysctlSpec(
+        "net.core.somaxconn",
+        Unit.COUNT,
+        Scope.NETNS,
+        "upper limit on a listener's accept-queue backlog",
+        1,
+        2**31 - 1,
+    ),
+)
+
+# Keys the inspector reads besides the catalogue: kernel-internal facts that
+# advice depends on (not shown as settings).
+AUXILIARY_SYSCTLS: tuple[str, ...] = ("net.ipv4.ip_unprivileged_port_start",)
