@@ -48,12 +48,13 @@ def parse_sysctl(spec: SysctlSpec, raw: str) -> SysctlValue:
     text = raw.strip()
     if spec.unit is Unit.PORT_LIST:
         return text
-    if spec.unit is Unit.PORT_RANGE:
-        parts = text.split()
-        if len(parts) != 2:
-            raise ValueError(f"expected two ports, got {text!r}")
-        return (int(parts[0]), int(parts[1]))
-    return int(text)
+    parts = text.split()
+    expected = 2 if spec.unit is Unit.PORT_RANGE else 1
+    if len(parts) != expected or not all(part.lstrip("-").isdigit() for part in parts):
+        wanted = "two integers" if expected == 2 else "an integer"
+        raise ValueError(f"expected {wanted}, got {text!r}")
+    numbers = [int(part) for part in parts]
+    return (numbers[0], numbers[1]) if expected == 2 else numbers[0]
 
 
 def read_sysctl(procfs: ProcFS, spec: SysctlSpec, initial_netns: bool | None) -> SysctlReading:
@@ -100,10 +101,10 @@ def initial_netns(procfs: ProcFS, inode: int | None) -> bool | None:
     """Return whether this is the host's initial network namespace (None: cannot tell)."""
     if inode == PROC_NET_INIT_INO:
         return True
-    try:
-        return procfs.sysctl_path(HOST_ONLY_PROBE).exists()
-    except OSError:
-        return None
+    probe = procfs.sysctl_path(HOST_ONLY_PROBE)
+    if not probe.parent.is_dir():
+        return None  # no net.ipv4 sysctls at all: nothing to tell by
+    return probe.exists()
 
 
 def read_context(procfs: ProcFS, netns_name: str | None = None) -> Context:
@@ -156,11 +157,12 @@ def read_sockets_procfs(
     ipv4, ipv6 = [0] * 256, [0] * 256
     notes = list(notes)
     read4 = read_proc_tcp(procfs, "net/tcp", ipv4, problems, details)
-    if procfs.path("net/tcp6").exists() or not procfs.path("net/if_inet6").exists():
+    # A kernel without IPv6 (ipv6.disable=1) has neither tcp6 nor if_inet6:
+    # that is a fact to note, not a failed read.
+    if procfs.path("net/tcp6").exists() or procfs.path("net/if_inet6").exists():
         read6 = read_proc_tcp(procfs, "net/tcp6", ipv6, problems, details)
-    else:  # pragma: no cover - a kernel with IPv6 addresses but no tcp6 table
+    else:
         read6 = False
-    if not procfs.path("net/tcp6").exists():
         notes.append("IPv6 not available: no /proc/net/tcp6")
     if not read4 and not read6:
         return None

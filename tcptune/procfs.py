@@ -45,6 +45,9 @@ class ProcFS:
 
     root: Path = Path("/proc")
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
     def path(self, relative: str) -> Path:
         """Return the path of ``relative`` (e.g. ``net/snmp``) under this root."""
         return self.root / relative

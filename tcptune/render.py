@@ -254,7 +254,7 @@ def audit_text(
     snapshot: Snapshot, findings: Sequence[Finding] = (), profile: str | None = None
 ) -> str:
     """Return the human audit report; it fits 80 columns."""
-    parts = [f"tcptune audit · {_context_line(snapshot)}", ""]
+    parts = ["tcptune audit", _context_line(snapshot), ""]
     parts += ["Settings", _indent(settings_text(snapshot)), "", keepalive_text(snapshot), ""]
     if snapshot.sockets is not None:
         parts += ["Sockets by state", _indent(states_text(snapshot.sockets))]

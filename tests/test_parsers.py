@@ -1,0 +1,71 @@
+"""Edge cases of the counter parsers, units and the netlink request."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import pytest
+
+from tcptune.counters import parse_header_pairs, parse_sockstat
+from tcptune.procfs import ProcFS, ProcReadError, is_valid_sysctl_name
+from tcptune.sockdiag import _request
+from tcptune.tcpstates import ALL_STATES_MASK
+from tcptune.units import duration
+
+
+def test_sockstat_parsed_by_name() -> None:
+    text = "sockets: used 13\nTCP: inuse 5 orphan 1 tw 7 alloc 9 mem 3\n"
+    tables = parse_sockstat(text, "sockstat")
+    assert tables["TCP"] == {"inuse": 5, "orphan": 1, "tw": 7, "alloc": 9, "mem": 3}
+
+
+def test_sockstat_odd_pairs_name_the_line() -> None:
+    with pytest.raises(ProcReadError, match=r"sockstat: line 1: odd name/value list"):
+        parse_sockstat("TCP: inuse 5 orphan\n", "sockstat")
+
+
+def test_header_pairs_follow_names_not_positions() -> None:
+    text = "TcpExt: B A\nTcpExt: 2 1\nIpExt: X\nIpExt: 9\n"
+    assert parse_header_pairs(text, "netstat") == {"TcpExt": {"B": 2, "A": 1}, "IpExt": {"X": 9}}
+
+
+def test_header_pairs_reject_mismatched_tables() -> None:
+    with pytest.raises(ProcReadError, match="values for 'Udp' follow header 'Tcp'"):
+        parse_header_pairs("Tcp: A\nUdp: 1\n", "snmp")
+    with pytest.raises(ProcReadError, match="a header without its values"):
+        parse_header_pairs("Tcp: A\n", "snmp")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (0, "0 s"),
+        (59, "59 s"),
+        (75, "1 min 15 s"),
+        (7200, "2 h"),
+        (7875, "2 h 11 min"),
+        (90061, "1 d 1 h"),
+    ],
+)
+def test_duration(seconds: int, shown: str) -> None:
+    assert duration(seconds) == shown
+
+
+@pytest.mark.parametrize(
+    "name", ["net/../../etc/passwd", "net..ipv4", "net.ipv4.", ".net", "NET.ipv4", "net"]
+)
+def test_malformed_sysctl_names_never_become_paths(name: str) -> None:
+    assert not is_valid_sysctl_name(name)
+    with pytest.raises(ValueError, match="not a well-formed sysctl name"):
+        ProcFS().sysctl_path(name)
+
+
+def test_netlink_request_layout() -> None:
+    request = _request(socket.AF_INET6, 7)
+    length, kind, flags, sequence, _pid = struct.unpack_from("=IHHII", request)
+    assert length == len(request) == 16 + 56  # nlmsghdr + inet_diag_req_v2
+    assert kind == 20 and flags == 0x301 and sequence == 7
+    family, protocol, _ext, states = struct.unpack_from("=BBBxI", request, 16)
+    assert (family, protocol, states) == (socket.AF_INET6, socket.IPPROTO_TCP, ALL_STATES_MASK)
+    assert ALL_STATES_MASK == 0x1FFE
