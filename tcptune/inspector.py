@@ -6,7 +6,7 @@ import enum
 import os
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from tcptune.counters import read_counters
@@ -27,6 +27,7 @@ from tcptune.sysctls import AUXILIARY_SYSCTLS, KNOWN_SYSCTLS, Scope, SysctlSpec,
 from tcptune.tcpstates import TcpState
 
 LIVE_PROC = Path("/proc")
+NetlinkFactory = Callable[[], socket.socket]  # opens a NETLINK_SOCK_DIAG socket (injectable)
 # include/linux/proc_ns.h: the initial network namespace's fixed inode number
 # (kernels that predate the constant gave it a dynamic one; see initial_netns()).
 PROC_NET_INIT_INO = 0xEFFFFFF9
@@ -127,12 +128,14 @@ def _unknown_states(counts: list[int], source: str, problems: list[Problem]) -> 
             problems.append(Problem(source, f"{count} sockets in unknown state code {code}"))
 
 
-def read_sockets_netlink(details: DetailsBuilder | None, problems: list[Problem]) -> SocketCounts:
+def read_sockets_netlink(
+    details: DetailsBuilder | None, problems: list[Problem], netlink: NetlinkFactory | None = None
+) -> SocketCounts:
     """Count states over netlink sock_diag; raise OSError/SockDiagError if netlink is unusable."""
-    ipv4 = dump_counts(socket.AF_INET, details)
+    ipv4 = dump_counts(socket.AF_INET, details, sock_factory=netlink)
     notes: list[str] = []
     try:
-        ipv6 = dump_counts(socket.AF_INET6, details)
+        ipv6 = dump_counts(socket.AF_INET6, details, sock_factory=netlink)
     except (OSError, SockDiagError) as exc:
         ipv6 = [0] * 256
         notes.append(f"IPv6 sockets not read: {exc}")
@@ -176,7 +179,11 @@ def read_sockets_procfs(
 
 
 def read_sockets(
-    procfs: ProcFS, source: SocketSource, want_details: bool, problems: list[Problem]
+    procfs: ProcFS,
+    source: SocketSource,
+    want_details: bool,
+    problems: list[Problem],
+    netlink: NetlinkFactory | None = None,
 ) -> SocketCounts | None:
     """Count TCP sockets by state from the chosen source, falling back from netlink."""
     use_netlink = source is SocketSource.NETLINK or (
@@ -185,7 +192,8 @@ def read_sockets(
     fallback: list[str] = []
     if use_netlink:
         try:
-            return read_sockets_netlink(DetailsBuilder() if want_details else None, problems)
+            builder = DetailsBuilder() if want_details else None
+            return read_sockets_netlink(builder, problems, netlink)
         except (OSError, SockDiagError) as exc:
             reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
             if source is SocketSource.NETLINK:
@@ -204,6 +212,7 @@ def inspect(
     details: bool = False,
     netns_name: str | None = None,
     clock: float | None = None,
+    netlink: NetlinkFactory | None = None,
 ) -> Snapshot:
     """Read settings, socket states and counters into a Snapshot; never raises for bad files."""
     procfs = procfs or ProcFS(LIVE_PROC)
@@ -222,7 +231,7 @@ def inspect(
             auxiliary[name] = int(procfs.sysctl_path(name).read_text().strip())
         except (OSError, ValueError):
             continue
-    sockets = read_sockets(procfs, source, details, problems)
+    sockets = read_sockets(procfs, source, details, problems, netlink)
     counters = read_counters(procfs, problems)
     return Snapshot(
         taken_at=time.time() if clock is None else clock,

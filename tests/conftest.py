@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tcptune.procfs import ProcFS
+from tests.lab import SocketLab, kernel_lab
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -27,3 +29,10 @@ def old_host_proc() -> ProcFS:
 def broken_proc() -> ProcFS:
     """Return a tree with truncated lines, unknown states and missing files."""
     return ProcFS(FIXTURES / "broken")
+
+
+@pytest.fixture
+def lab() -> Iterator[SocketLab]:
+    """Provide a SocketLab inside a fresh network namespace (fails in CI if impossible)."""
+    with kernel_lab() as the_lab:
+        yield the_lab

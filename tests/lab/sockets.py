@@ -279,7 +279,7 @@ class SocketLab:
 
         None means the end must be gone from the table (fully closed).
         """
-        want: dict[tuple[int, int, int], str | None] = {}
+        want: dict[tuple[socket.AddressFamily, int, int], str | None] = {}
         for c in conns:
             want[(c.family, c.client_port, c.server_port)] = client
             want[(c.family, c.server_port, c.client_port)] = server
@@ -391,7 +391,7 @@ class SocketLab:
     def linger_zero_close(
         self, n: int, family: socket.AddressFamily = socket.AF_INET
     ) -> list[Conn]:
-        """Close ``n`` fresh clients with SO_LINGER {1, 0}: each sends RST; +n TcpExt TCPAbortOnData.
+        """Close ``n`` fresh clients with SO_LINGER {1, 0}: RST; +n TcpExt TCPAbortOnData.
 
         net/ipv4/tcp.c __tcp_close: a zero linger time with an empty receive queue calls
         tcp_disconnect() and counts LINUX_MIB_TCPABORTONDATA.  Both ends leave the table; the
@@ -467,7 +467,9 @@ class SocketLab:
         """
         unknown = set(expected) - _STATE_NAMES
         if unknown:
-            raise ValueError(f"unknown TCP state names {sorted(unknown)}; use {sorted(_STATE_NAMES)}")
+            raise ValueError(
+                f"unknown TCP state names {sorted(unknown)}; use {sorted(_STATE_NAMES)}"
+            )
         want = Counter({k: v for k, v in expected.items() if v})
         seen: Counter[str] = Counter()
 

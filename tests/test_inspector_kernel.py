@@ -1,0 +1,129 @@
+"""The inspector against the real kernel, in a throwaway network namespace per test."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+
+import pytest
+
+from tcptune.inspector import SocketSource, inspect
+from tcptune.procfs import ProcFS
+from tcptune.snapshot import ReadStatus
+from tcptune.sysctls import KNOWN_SYSCTLS, Scope
+from tcptune.tcpstates import TcpState
+from tests.lab import SocketLab
+
+SOURCES = [
+    pytest.param(SocketSource.NETLINK, id="netlink"),
+    pytest.param(SocketSource.PROCFS, id="procfs"),
+]
+FAMILIES = [pytest.param(socket.AF_INET, id="ipv4"), pytest.param(socket.AF_INET6, id="ipv6")]
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_exact_counts_of_every_state_made(
+    lab: SocketLab, source: SocketSource, family: socket.AddressFamily
+) -> None:
+    lab.listen(family=family)  # 1 LISTEN
+    lab.established(3, family)  # 6 ESTABLISHED
+    lab.close_wait(2, family)  # 2 CLOSE_WAIT + 2 FIN_WAIT2 (orphaned)
+    lab.fin_wait2_held(1, family)  # 1 CLOSE_WAIT + 1 FIN_WAIT2 (held)
+    lab.time_wait(4, family)  # 4 TIME_WAIT
+    snapshot = inspect(ProcFS(), source=source, details=True)
+    assert snapshot.sockets is not None
+    assert snapshot.sockets.source == source.value
+    made, other = (
+        (snapshot.sockets.ipv4, snapshot.sockets.ipv6)
+        if family == socket.AF_INET
+        else (snapshot.sockets.ipv6, snapshot.sockets.ipv4)
+    )
+    assert {state: n for state, n in made.items() if n} == {
+        TcpState.LISTEN: 1,
+        TcpState.ESTABLISHED: 6,
+        TcpState.CLOSE_WAIT: 3,
+        TcpState.FIN_WAIT2: 3,
+        TcpState.TIME_WAIT: 4,
+    }
+    assert sum(other.values()) == 0
+    details = snapshot.sockets.details
+    assert details is not None
+    assert (details.fin_wait2_orphaned, details.fin_wait2_held) == (2, 1)
+    assert len(details.close_wait) == 3
+    assert sum(details.time_wait_by_remote.values()) == 4
+    assert snapshot.complete, snapshot.problems
+
+
+@pytest.mark.kernel
+def test_netlink_and_procfs_agree(lab: SocketLab) -> None:
+    lab.established(5)
+    lab.close_wait(3, socket.AF_INET6)
+    lab.time_wait(2)
+    netlink = inspect(ProcFS(), source=SocketSource.NETLINK, details=True).sockets
+    procfs = inspect(ProcFS(), source=SocketSource.PROCFS, details=True).sockets
+    assert netlink is not None and procfs is not None
+    assert dict(netlink.ipv4) == dict(procfs.ipv4)
+    assert dict(netlink.ipv6) == dict(procfs.ipv6)
+    assert netlink.details is not None and procfs.details is not None
+    assert {(s.local, s.remote, s.inode) for s in netlink.details.close_wait} == {
+        (s.local, s.remote, s.inode) for s in procfs.details.close_wait
+    }
+
+
+@pytest.mark.kernel
+def test_keepalive_timer_is_seen_per_socket(lab: SocketLab) -> None:
+    lab.keepalive(3)  # client ends armed
+    lab.established(2)  # no keepalive
+    for source in (SocketSource.NETLINK, SocketSource.PROCFS):
+        snapshot = inspect(ProcFS(), source=source, details=True)
+        assert snapshot.sockets is not None and snapshot.sockets.details is not None
+        assert snapshot.sockets.total(TcpState.ESTABLISHED) == 10
+        assert snapshot.sockets.details.established_keepalive == 3, source
+
+
+@pytest.mark.kernel
+def test_listener_queue_and_backlog_from_netlink(lab: SocketLab) -> None:
+    listener = lab.listen(backlog=7)
+    port = listener.getsockname()[1]
+    snapshot = inspect(ProcFS(), source=SocketSource.NETLINK, details=True)
+    assert snapshot.sockets is not None and snapshot.sockets.details is not None
+    (mine,) = [item for item in snapshot.sockets.details.listeners if item.local.port == port]
+    assert (mine.local.address, mine.backlog, mine.queued) == ("127.0.0.1", 7, 0)
+    assert mine.inode == os.fstat(listener.fileno()).st_ino
+
+
+@pytest.mark.kernel
+def test_every_sysctl_matches_sysctl_n_in_the_same_namespace(lab: SocketLab) -> None:
+    # A value that differs from the default proves we read this namespace, not the host.
+    with open("/proc/sys/net/ipv4/tcp_fin_timeout", "w") as handle:
+        handle.write("17")
+    snapshot = inspect(ProcFS())
+    assert snapshot.context.initial_netns is False
+    assert snapshot.value("net.ipv4.tcp_fin_timeout") == 17
+    for name, reading in snapshot.sysctls.items():
+        result = subprocess.run(["sysctl", "-n", name], capture_output=True, text=True, check=False)
+        if reading.status is ReadStatus.OK:
+            assert result.returncode == 0, name
+            assert reading.raw is not None
+            assert reading.raw.split() == result.stdout.split(), name
+        else:
+            assert result.returncode != 0, name
+            spec = KNOWN_SYSCTLS[name]
+            if spec.removed_in:
+                assert reading.status is ReadStatus.ABSENT
+            elif spec.scope is Scope.HOST:
+                assert reading.status is ReadStatus.NOT_IN_NAMESPACE, name
+
+
+@pytest.mark.kernel
+def test_counters_move_with_real_traffic(lab: SocketLab) -> None:
+    before = inspect(ProcFS()).counters
+    lab.linger_zero_close(3)
+    lab.close_with_unread_data(2)
+    after = inspect(ProcFS()).counters
+    assert after.tcp_ext["TCPAbortOnData"] - before.tcp_ext["TCPAbortOnData"] == 3
+    assert after.tcp_ext["TCPAbortOnClose"] - before.tcp_ext["TCPAbortOnClose"] == 2
+    assert after.tcp["ActiveOpens"] - before.tcp["ActiveOpens"] == 5

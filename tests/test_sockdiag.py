@@ -1,0 +1,143 @@
+"""The netlink dump loop with a scripted socket: interrupted dumps, errors, fallback."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tcptune.inspector import SocketSource, inspect
+from tcptune.sockdiag import (
+    MAX_DUMP_ATTEMPTS,
+    NLM_F_DUMP_INTR,
+    DumpInterrupted,
+    SockDiagError,
+    dump_counts,
+)
+from tcptune.tcpstates import TcpState
+from tests.conftest import FIXTURES
+from tests.lab import SocketLab
+
+MULTI = 0x2
+
+
+def diag_message(state: int, flags: int = MULTI) -> bytes:
+    """Return one SOCK_DIAG_BY_FAMILY message for an IPv4 socket in ``state``."""
+    body = struct.pack("=BBBB", socket.AF_INET, state, 0, 0) + bytes(48) + bytes(20)
+    return struct.pack("=IHHII", 16 + len(body), 20, flags, 1, 0) + body
+
+
+def done(flags: int = MULTI) -> bytes:
+    return struct.pack("=IHHIIi", 20, 3, flags, 1, 0, 0)
+
+
+def error(code: int) -> bytes:
+    return struct.pack("=IHHIIi", 36, 2, 0, 1, 0, -code) + bytes(16)
+
+
+class ScriptedNetlink:
+    """Stand in for a netlink socket, answering each recv with the next scripted chunk."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self.sent: list[bytes] = []
+
+    def __enter__(self) -> ScriptedNetlink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def sendto(self, data: bytes, address: Any) -> int:
+        self.sent.append(data)
+        return len(data)
+
+    def recv_into(self, buffer: bytearray) -> int:
+        chunk = self.chunks.pop(0)
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def factory(*dumps: list[bytes]) -> tuple[Callable[[], Any], list[int]]:
+    """Return a socket factory yielding one ScriptedNetlink per dump, and a call counter."""
+    calls = [0]
+    queue = list(dumps)
+
+    def make() -> Any:
+        calls[0] += 1
+        return ScriptedNetlink(queue.pop(0))
+
+    return make, calls
+
+
+def test_interrupted_dump_is_retried_not_trusted() -> None:
+    interrupted = [diag_message(1, MULTI | NLM_F_DUMP_INTR) + diag_message(1), done()]
+    clean = [diag_message(1) + diag_message(8), diag_message(6) + done()]
+    make, calls = factory(interrupted, clean)
+    counts = dump_counts(socket.AF_INET, sock_factory=make)
+    assert calls[0] == 2
+    assert (
+        counts[TcpState.ESTABLISHED],
+        counts[TcpState.CLOSE_WAIT],
+        counts[TcpState.TIME_WAIT],
+    ) == (1, 1, 1)
+
+
+def test_dump_that_never_settles_is_an_error() -> None:
+    dumps = [[diag_message(1) + done(MULTI | NLM_F_DUMP_INTR)] for _ in range(MAX_DUMP_ATTEMPTS)]
+    make, calls = factory(*dumps)
+    with pytest.raises(DumpInterrupted, match="NLM_F_DUMP_INTR"):
+        dump_counts(socket.AF_INET, sock_factory=make)
+    assert calls[0] == MAX_DUMP_ATTEMPTS
+
+
+def test_kernel_error_is_named() -> None:
+    make, _ = factory([error(errno.EPERM)])
+    with pytest.raises(SockDiagError, match="dump refused: Operation not permitted"):
+        dump_counts(socket.AF_INET, sock_factory=make)
+
+
+def test_unknown_state_is_reported_and_the_rest_counted() -> None:
+    from tcptune.procfs import ProcFS
+
+    make, _ = factory([diag_message(1) + diag_message(42) + done()], [done()])
+    snapshot = inspect(ProcFS(FIXTURES / "container-ns"), source=SocketSource.NETLINK, netlink=make)
+    assert snapshot.sockets is not None
+    assert snapshot.sockets.ipv4[TcpState.ESTABLISHED] == 1
+    assert [p.message for p in snapshot.problems] == ["1 sockets in unknown state code 42"]
+
+
+def _refuse() -> socket.socket:
+    raise OSError(errno.EPROTONOSUPPORT, "Protocol not supported")
+
+
+def test_explicit_netlink_source_reports_failure_without_fallback() -> None:
+    from tcptune.procfs import ProcFS
+
+    snapshot = inspect(
+        ProcFS(FIXTURES / "container-ns"), source=SocketSource.NETLINK, netlink=_refuse
+    )
+    assert snapshot.sockets is None
+    assert [(p.source, p.message) for p in snapshot.problems] == [
+        ("netlink sock_diag", "protocol not supported (EPROTONOSUPPORT)")
+    ]
+
+
+@pytest.mark.kernel
+def test_auto_falls_back_to_procfs_and_says_why(lab: SocketLab) -> None:
+    from tcptune.procfs import ProcFS
+
+    lab.established(2)
+    snapshot = inspect(ProcFS(), source=SocketSource.AUTO, netlink=_refuse)
+    assert snapshot.sockets is not None
+    assert snapshot.sockets.source == "procfs"
+    assert snapshot.sockets.ipv4[TcpState.ESTABLISHED] == 4
+    assert snapshot.sockets.notes == (
+        "netlink sock_diag unavailable (protocol not supported (EPROTONOSUPPORT)); "
+        "read /proc/net/tcp",
+    )
+    assert snapshot.complete
