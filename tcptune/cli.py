@@ -97,6 +97,33 @@ def cli(ctx: click.Context, proc_root: Path, debug: bool) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (schema 1) on stdout.")
 @click.option(
+    "--profile",
+    "profile",
+    metavar="NAME|FILE",
+    help="Compare the settings with this profile (see `tcptune profiles`).",
+)
+@click.option(
+    "--profile-dir",
+    "profile_dirs",
+    multiple=True,
+    metavar="DIR",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Also look for profiles here (before ~/.config and /etc). Repeatable.",
+)
+@click.option(
+    "--ignore",
+    "ignore",
+    multiple=True,
+    metavar="ID[:SUBJECT]",
+    help="Suppress a finding by ID, or one occurrence as ID:SUBJECT. Repeatable.",
+)
+@click.option(
+    "--interval",
+    type=float,
+    metavar="SECONDS",
+    help="Read the counters twice, SECONDS apart, and report rates per second.",
+)
+@click.option(
     "--source",
     type=click.Choice(["auto", "netlink", "procfs"]),
     default="auto",
@@ -105,33 +132,53 @@ def cli(ctx: click.Context, proc_root: Path, debug: bool) -> None:
     "/proc and the /proc/net/tcp tables otherwise.",
 )
 @click.pass_obj
-def audit(procfs: Any, as_json: bool, source: str) -> ExitStatus:
+def audit(
+    procfs: Any,
+    as_json: bool,
+    profile: str | None,
+    profile_dirs: tuple[Path, ...],
+    ignore: tuple[str, ...],
+    interval: float | None,
+    source: str,
+) -> ExitStatus:
     """Report TCP settings, sockets per state and counters, with findings.
 
     \b
     Examples:
       tcptune audit
+      tcptune audit --profile server-profile
+      tcptune audit --interval 10 --ignore keepalive
       tcptune audit --json > audit.json
       tcptune --proc-root /host/proc audit --source procfs
 
     \b
     Exit status: 0 healthy, 1 warnings, 2 critical, 3 the inspection was
-    incomplete; 64 usage, 77 permission, 70 internal error (see README).
+    incomplete; 64 usage, 65 bad profile, 69 no such profile, 70 internal.
     """
     from tcptune import render
-    from tcptune.findings import exit_status
-    from tcptune.inspector import SocketSource, inspect
+    from tcptune.audit import run_audit
+    from tcptune.inspector import SocketSource
+    from tcptune.profiles import default_profile_dirs
 
-    snapshot = inspect(procfs, source=SocketSource(source))
+    result = run_audit(
+        procfs,
+        source=SocketSource(source),
+        profile=profile,
+        profile_dirs=(*profile_dirs, *default_profile_dirs()),
+        ignore=ignore,
+        interval=interval,
+    )
+    profile_name = result.profile.name if result.profile else None
     if as_json:
         import json
 
-        click.echo(json.dumps(render.audit_dict(snapshot), indent=2))
+        document = render.audit_dict(result.snapshot, result.findings, profile_name)
+        click.echo(json.dumps(document, indent=2))
     else:
-        click.echo(render.audit_text(snapshot), nl=False)
-    for problem in snapshot.problems:
+        click.echo(render.audit_text(result.snapshot, result.findings, profile_name), nl=False)
+    for problem in result.snapshot.problems:
         click.echo(f"tcptune: incomplete: {problem.source}: {problem.message}", err=True)
-    return exit_status((), snapshot.complete)
+    return result.status
 
 
 def main() -> NoReturn:

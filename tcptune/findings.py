@@ -33,7 +33,19 @@ class Finding:
     explanation: str
     recommendation: str
     references: tuple[str, ...]
+    subject: str | None = None  # what it is about when an ID recurs, e.g. a sysctl key
     data: Mapping[str, object] = field(default_factory=dict)  # machine-readable extras
+
+    @property
+    def key(self) -> str:
+        """Return ``id`` or ``id:subject``: what ``--ignore`` matches."""
+        return f"{self.id}:{self.subject}" if self.subject else self.id
+
+
+def is_ignored(finding: Finding, ignore: Iterable[str]) -> bool:
+    """Return whether ``--ignore`` names this finding's ID or its ``id:subject`` key."""
+    names = set(ignore)
+    return finding.id in names or finding.key in names
 
 
 def exit_status(findings: Iterable[Finding], complete: bool) -> ExitStatus:

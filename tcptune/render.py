@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tcptune import __version__
-from tcptune.findings import Finding
+from tcptune.findings import Finding, Severity
 from tcptune.snapshot import (
     ReadStatus,
     Snapshot,
@@ -233,20 +233,24 @@ def counters_text(snapshot: Snapshot) -> str:
 
 
 def finding_text(finding: Finding) -> str:
-    """Return one finding as an indented block."""
+    """Return one finding as an indented block; info findings leave the why to explain."""
     import textwrap
 
-    wrap = textwrap.TextWrapper(width=WIDTH - 4, initial_indent="    ", subsequent_indent="    ")
-    lines = [f"[{finding.severity.label.upper()}] {finding.id}: {finding.title}"]
-    lines += [f"  evidence: {item}" for item in finding.evidence]
-    for label, text in (
-        ("what it means", finding.explanation),
-        ("what to do", finding.recommendation),
-    ):
-        lines.append(f"  {label}:")
-        lines += wrap.wrap(text)
-    if finding.references:
-        lines.append("  sources: " + "; ".join(finding.references))
+    def wrap(text: str, first: str = "    ", rest: str = "    ") -> list[str]:
+        return textwrap.wrap(text, WIDTH - 2, initial_indent=first, subsequent_indent=rest)
+
+    lines = wrap(f"[{finding.severity.label.upper()}] {finding.id}: {finding.title}", "", "  ")
+    for item in finding.evidence:
+        lines += wrap(item, "  - ", "    ")
+    if finding.severity >= Severity.WARNING:
+        lines.append("  what it means:")
+        lines += wrap(finding.explanation)
+    lines.append("  what to do:")
+    lines += wrap(finding.recommendation)
+    if finding.severity >= Severity.WARNING and finding.references:
+        lines += wrap("; ".join(finding.references), "  sources: ", "    ")
+    else:
+        lines.append(f"  why and sources: tcptune explain {finding.id}")
     return "\n".join(lines)
 
 
@@ -263,7 +267,7 @@ def audit_text(
     parts += ["Counters (since boot)", _indent(counters_text(snapshot)), ""]
     compared = f"profile {profile}" if profile else "no profile (use --profile NAME)"
     parts.append(f"Findings (compared with {compared})")
-    parts += [finding_text(f) for f in findings] or ["  none"]
+    parts += [finding_text(f) + "\n" for f in findings] or ["  none"]
     if snapshot.problems:
         parts += ["", "Incomplete: these could not be read"]
         parts += [f"  {p.source}: {p.message}" for p in snapshot.problems]

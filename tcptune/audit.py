@@ -1,0 +1,60 @@
+"""Run one audit: inspect (twice with --interval), load the profile, run the advisor."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tcptune.advisor import Evidence, advise, counter_rates
+from tcptune.exitcodes import ExitStatus, UsageError
+from tcptune.findings import Finding, exit_status
+from tcptune.inspector import SocketSource, inspect
+from tcptune.procfs import ProcFS
+from tcptune.profiles import Profile, ProfileLocator
+from tcptune.snapshot import Snapshot
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """A snapshot, the profile it was compared with, and the findings."""
+
+    snapshot: Snapshot
+    profile: Profile | None
+    findings: tuple[Finding, ...]
+    interval: float | None
+
+    @property
+    def status(self) -> ExitStatus:
+        """Return the exit status the worst finding and completeness call for."""
+        return exit_status(self.findings, self.snapshot.complete)
+
+
+def run_audit(
+    procfs: ProcFS,
+    *,
+    source: SocketSource = SocketSource.AUTO,
+    profile: str | None = None,
+    profile_dirs: Sequence[Path] = (),
+    ignore: Sequence[str] = (),
+    interval: float | None = None,
+    netns_name: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> AuditResult:
+    """Inspect, compare with ``profile`` if given, and return the findings."""
+    loaded = ProfileLocator(profile_dirs).load(profile) if profile else None
+    if interval is not None and interval <= 0:
+        raise UsageError("--interval must be a positive number of seconds")
+    rates = None
+    if interval is not None:
+        first = inspect(procfs, source=source, netns_name=netns_name)
+        started = time.monotonic()
+        sleep(interval)
+        snapshot = inspect(procfs, source=source, details=True, netns_name=netns_name)
+        elapsed = max(time.monotonic() - started, 1e-9)
+        rates = counter_rates(first.counters, snapshot.counters, elapsed)
+    else:
+        snapshot = inspect(procfs, source=source, details=True, netns_name=netns_name)
+    evidence = Evidence(snapshot, procfs, loaded, rates, interval)
+    return AuditResult(snapshot, loaded, tuple(advise(evidence, ignore)), interval)
