@@ -101,8 +101,16 @@ class ProfileSource:
 
 
 def shipped_profiles() -> Traversable:
-    """Return the directory of profiles installed with the package."""
-    return files("tcptune.profiles")
+    """Return the directory of profiles shipped with tcptune.
+
+    An installed wheel carries them as the data package tcptune.bundled_profiles
+    (pyproject.toml maps it to the top-level profiles/); a source checkout,
+    including an editable install run from the checkout, reads profiles/ itself.
+    """
+    try:
+        return files("tcptune.bundled_profiles")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "profiles"
 
 
 def default_profile_dirs(home: Path | None = None) -> tuple[Path, ...]:

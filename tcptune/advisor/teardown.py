@@ -82,7 +82,7 @@ TIME_WAIT = FindingDoc(
 ORPHANS = FindingDoc(
     "orphans",
     "Orphaned sockets near tcp_max_orphans",
-    "Orphans (closed by the app, not yet finished) against the host-wide cap",
+    "Orphans (closed by the app, TCP not done) against the host-wide cap",
     "An orphaned socket is one the application closed but TCP has not finished (FIN_WAIT_1, "
     "FIN_WAIT_2, CLOSING, LAST_ACK). tcp_max_orphans is host-wide; past it, the kernel "
     "resets orphans at once and logs 'too many orphaned sockets' (TCPAbortOnMemory counts "
