@@ -132,21 +132,11 @@ def read_sockets_netlink(
     details: DetailsBuilder | None, problems: list[Problem], netlink: NetlinkFactory | None = None
 ) -> SocketCounts:
     """Count states over netlink sock_diag; raise OSError/SockDiagError if netlink is unusable."""
-    ipv4 = dump_counts(socket.AF_INET, details, sock_factory=netlink)
-    notes: list[str] = []
-    try:
-        ipv6 = dump_counts(socket.AF_INET6, details, sock_factory=netlink)
-    except (OSError, SockDiagError) as exc:
-        ipv6 = [0] * 256
-        notes.append(f"IPv6 sockets not read: {exc}")
+    ipv4, ipv6 = dump_counts(details, sock_factory=netlink)
     for counts in (ipv4, ipv6):
         _unknown_states(counts, "netlink sock_diag", problems)
     return SocketCounts(
-        "netlink",
-        _histogram(ipv4),
-        _histogram(ipv6),
-        details.build() if details else None,
-        tuple(notes),
+        "netlink", _histogram(ipv4), _histogram(ipv6), details.build() if details else None
     )
 
 

@@ -1,8 +1,11 @@
 """Count TCP sockets by state through NETLINK_SOCK_DIAG (inet_diag), streaming.
 
-One dump per address family; each recv() fills a fixed buffer that is parsed in
-place, so memory does not grow with the number of sockets. Message layouts
-come from include/uapi/linux/netlink.h, sock_diag.h and inet_diag.h.
+One dump covers IPv4 and IPv6: the legacy TCPDIAG_GETSOCK request is answered
+with sdiag_family AF_UNSPEC (net/ipv4/inet_diag.c inet_diag_dump_compat), so
+the kernel walks its socket hash once instead of once per family as ss does.
+Each recv() fills a fixed buffer that is parsed in place, so memory does not
+grow with the number of sockets. Layouts: include/uapi/linux/netlink.h,
+sock_diag.h and inet_diag.h.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from tcptune.snapshot import Endpoint
 from tcptune.sockdetails import DetailsBuilder
 from tcptune.tcpstates import ALL_STATES_MASK, TcpState
 
-NETLINK_SOCK_DIAG = 4
-SOCK_DIAG_BY_FAMILY = 20
+NETLINK_SOCK_DIAG = 4  # also NETLINK_INET_DIAG
+TCPDIAG_GETSOCK = 18  # the legacy request; replies have the inet_diag_msg layout
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1
@@ -25,15 +28,15 @@ NLM_F_DUMP = 0x300  # NLM_F_ROOT | NLM_F_MATCH
 NLM_F_DUMP_INTR = 0x10  # the dump was interrupted by a concurrent change
 
 _NLMSGHDR = struct.Struct("=IHHII")
-# struct inet_diag_req_v2: family, protocol, ext, pad, states, then a zeroed
-# 48-byte inet_diag_sockid (no filter).
-_REQUEST = struct.Struct("=BBBxI48x")
+# Legacy struct inet_diag_req: family, src_len, dst_len, ext, a zeroed 48-byte
+# inet_diag_sockid (no filter), states, dbs.
+_REQUEST = struct.Struct("=BBBB48xII")
 # struct inet_diag_msg after the 16-byte nlmsghdr: family, state, timer,
 # retrans, sockid (sport, dport big-endian, src[16], dst[16], if, cookie[8]),
 # expires, rqueue, wqueue, uid, inode.
-_MSG_HEAD = struct.Struct("=BBBB")
 _MSG_PORTS = struct.Struct("!HH")
 _MSG_TAIL = struct.Struct("=IIIII")
+_OFF_FAMILY = 16
 _OFF_STATE = 16 + 1
 _OFF_TIMER = 16 + 2
 _OFF_PORTS = 16 + 4
@@ -42,6 +45,9 @@ _OFF_DST = 16 + 24
 _OFF_TAIL = 16 + 52  # expires, rqueue, wqueue, uid, inode
 _RECV_BUFFER = 1 << 16
 MAX_DUMP_ATTEMPTS = 5
+
+StateCounts = list[int]  # indexed by the kernel's state byte, 0-255
+SockFactory = Callable[[], socket.socket]
 
 
 class SockDiagError(Exception):
@@ -52,14 +58,11 @@ class DumpInterrupted(SockDiagError):
     """Sockets changed during every attempt; the counts could not be made consistent."""
 
 
-def _request(family: int, sequence: int) -> bytes:
-    payload = _REQUEST.pack(family, socket.IPPROTO_TCP, 0, ALL_STATES_MASK)
+def request(sequence: int) -> bytes:
+    """Return the dump request for TCP sockets of both families in every state."""
+    payload = _REQUEST.pack(socket.AF_UNSPEC, 0, 0, 0, ALL_STATES_MASK, 0)
     header = _NLMSGHDR.pack(
-        _NLMSGHDR.size + len(payload),
-        SOCK_DIAG_BY_FAMILY,
-        NLM_F_REQUEST | NLM_F_DUMP,
-        sequence,
-        0,
+        _NLMSGHDR.size + len(payload), TCPDIAG_GETSOCK, NLM_F_REQUEST | NLM_F_DUMP, sequence, 0
     )
     return header + payload
 
@@ -77,7 +80,7 @@ def _endpoints(family: int, view: memoryview, offset: int) -> tuple[Endpoint, En
     return Endpoint(_address(family, src), sport), Endpoint(_address(family, dst), dport)
 
 
-def _detail(builder: DetailsBuilder, family: int, view: memoryview, offset: int) -> None:
+def _detail(builder: DetailsBuilder, view: memoryview, offset: int) -> None:
     """Feed the socket at ``offset`` to ``builder`` where its state needs details."""
     state = view[offset + _OFF_STATE]
     if state == TcpState.ESTABLISHED:
@@ -89,7 +92,7 @@ def _detail(builder: DetailsBuilder, family: int, view: memoryview, offset: int)
     if state == TcpState.FIN_WAIT2:
         builder.fin_wait2(inode)
         return
-    local, remote = _endpoints(family, view, offset)
+    local, remote = _endpoints(view[offset + _OFF_FAMILY], view, offset)
     if state == TcpState.CLOSE_WAIT:
         builder.close_wait_socket(local, remote, inode, uid)
     elif state == TcpState.LISTEN:
@@ -99,23 +102,20 @@ def _detail(builder: DetailsBuilder, family: int, view: memoryview, offset: int)
 
 
 def dump_counts(
-    family: int,
-    details: DetailsBuilder | None = None,
-    *,
-    sock_factory: Callable[[], socket.socket] | None = None,
-) -> list[int]:
-    """Return counts indexed by the kernel's state byte (0-255), retrying on NLM_F_DUMP_INTR.
+    details: DetailsBuilder | None = None, *, sock_factory: SockFactory | None = None
+) -> tuple[StateCounts, StateCounts]:
+    """Return (IPv4, IPv6) counts indexed by state byte, retrying on NLM_F_DUMP_INTR.
 
     Codes outside 1-11 are counted where they fall, so the caller can report an
     unknown state instead of losing the rest of the dump.
     """
     for _attempt in range(MAX_DUMP_ATTEMPTS):
-        counts = [0] * 256
+        ipv4, ipv6 = [0] * 256, [0] * 256
         builder = DetailsBuilder() if details is not None else None
-        if _dump_once(family, counts, builder, sock_factory):
+        if _dump_once({socket.AF_INET: ipv4, socket.AF_INET6: ipv6}, builder, sock_factory):
             if details is not None and builder is not None:
                 details.merge(builder)
-            return counts
+            return ipv4, ipv6
     raise DumpInterrupted(
         f"socket table kept changing during {MAX_DUMP_ATTEMPTS} dumps (NLM_F_DUMP_INTR)"
     )
@@ -128,19 +128,17 @@ def _open() -> socket.socket:
 
 
 def _dump_once(
-    family: int,
-    counts: list[int],
+    by_family: dict[int, StateCounts],
     details: DetailsBuilder | None,
-    sock_factory: Callable[[], socket.socket] | None,
+    sock_factory: SockFactory | None,
 ) -> bool:
-    """Run one dump into ``counts``; return False if the kernel flagged it interrupted."""
-    sequence = 1
+    """Run one dump into the per-family counts; return False if the kernel flagged it."""
     buffer = bytearray(_RECV_BUFFER)
     view = memoryview(buffer)
     unpack_header = _NLMSGHDR.unpack_from
     interrupted = False
     with (sock_factory or _open)() as sock:
-        sock.sendto(_request(family, sequence), (0, 0))
+        sock.sendto(request(1), (0, 0))
         while True:
             size = sock.recv_into(buffer)
             if size == 0:
@@ -152,17 +150,17 @@ def _dump_once(
                     raise SockDiagError(f"malformed netlink message (length {length})")
                 if flags & NLM_F_DUMP_INTR:
                     interrupted = True
-                if kind == SOCK_DIAG_BY_FAMILY:
+                if kind == TCPDIAG_GETSOCK:
+                    counts = by_family.get(buffer[offset + _OFF_FAMILY])
+                    if counts is None:
+                        raise SockDiagError(f"unexpected family {buffer[offset + _OFF_FAMILY]}")
                     counts[buffer[offset + _OFF_STATE]] += 1
                     if details is not None:
-                        _detail(details, family, view, offset)
+                        _detail(details, view, offset)
                 elif kind == NLMSG_DONE:
                     return not interrupted
                 elif kind == NLMSG_ERROR:
                     (error,) = struct.unpack_from("=i", view, offset + 16)
-                    if error == 0:  # an ACK, not an error
-                        offset += (length + 3) & ~3
-                        continue
-                    raise SockDiagError(f"dump refused: {os.strerror(-error)}")
+                    if error != 0:  # 0 is an ACK, not an error
+                        raise SockDiagError(f"dump refused: {os.strerror(-error)}")
                 offset += (length + 3) & ~3
-    return not interrupted  # pragma: no cover - the loop only exits by return/raise

@@ -18,7 +18,9 @@ def _run(*args: str) -> tuple[int, str, str]:
 
 def test_text_report_fits_80_columns_and_shows_human_units() -> None:
     code, out, err = _run("--proc-root", str(FIXTURES / "container-ns"), "audit")
-    assert code == ExitStatus.OK, err
+    # The fixture's listeners were bound to port 0, so they sit in the ephemeral range.
+    assert code == ExitStatus.WARNING, err
+    assert "[WARNING] port-range-listeners:" in out
     assert err == ""
     assert max(len(line) for line in out.splitlines()) <= 80
     assert "tcp_keepalive_time       2 h (7200 s)" in out
@@ -30,7 +32,7 @@ def test_text_report_fits_80_columns_and_shows_human_units() -> None:
 
 def test_json_is_versioned_and_on_stdout_only() -> None:
     code, out, err = _run("--proc-root", str(FIXTURES / "container-ns"), "audit", "--json")
-    assert code == ExitStatus.OK
+    assert code == ExitStatus.WARNING
     assert err == ""
     document = json.loads(out)
     assert document["schema"] == 1
@@ -42,6 +44,23 @@ def test_json_is_versioned_and_on_stdout_only() -> None:
     assert document["keepalive"]["detection_seconds"] == 7875
     assert document["counters"]["tcp"]["ActiveOpens"] == 8
     assert set(document["counters"]["sockstat"]) == {"TCP", "TCP6"}
+    ids = [finding["id"] for finding in document["findings"]]
+    assert ids[0] == "port-range-listeners"  # worst first
+    assert {"close-wait", "fin-wait-2", "keepalive"} <= set(ids)
+    assert document["profile"] is None
+
+
+def test_ignore_suppresses_a_finding_and_the_exit_status_follows() -> None:
+    code, out, _err = _run(
+        "--proc-root",
+        str(FIXTURES / "container-ns"),
+        "audit",
+        "--json",
+        "--ignore",
+        "port-range-listeners",
+    )
+    assert code == ExitStatus.OK
+    assert "port-range-listeners" not in [f["id"] for f in json.loads(out)["findings"]]
 
 
 def test_incomplete_inspection_exits_3_and_names_each_problem_on_stderr() -> None:

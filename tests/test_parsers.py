@@ -9,7 +9,7 @@ import pytest
 
 from tcptune.counters import parse_header_pairs, parse_sockstat
 from tcptune.procfs import ProcFS, ProcReadError, is_valid_sysctl_name
-from tcptune.sockdiag import _request
+from tcptune.sockdiag import request
 from tcptune.tcpstates import ALL_STATES_MASK
 from tcptune.units import duration
 
@@ -62,10 +62,11 @@ def test_malformed_sysctl_names_never_become_paths(name: str) -> None:
 
 
 def test_netlink_request_layout() -> None:
-    request = _request(socket.AF_INET6, 7)
-    length, kind, flags, sequence, _pid = struct.unpack_from("=IHHII", request)
-    assert length == len(request) == 16 + 56  # nlmsghdr + inet_diag_req_v2
-    assert kind == 20 and flags == 0x301 and sequence == 7
-    family, protocol, _ext, states = struct.unpack_from("=BBBxI", request, 16)
-    assert (family, protocol, states) == (socket.AF_INET6, socket.IPPROTO_TCP, ALL_STATES_MASK)
-    assert ALL_STATES_MASK == 0x1FFE
+    message = request(7)
+    length, kind, flags, sequence, _pid = struct.unpack_from("=IHHII", message)
+    assert length == len(message) == 16 + 60  # nlmsghdr + legacy inet_diag_req
+    assert kind == 18 and flags == 0x301 and sequence == 7  # TCPDIAG_GETSOCK, dump
+    (family,) = struct.unpack_from("=B", message, 16)
+    (states,) = struct.unpack_from("=I", message, 16 + 52)
+    assert family == socket.AF_UNSPEC  # both families in one dump
+    assert states == ALL_STATES_MASK == 0x1FFE

@@ -28,7 +28,7 @@ MULTI = 0x2
 def diag_message(state: int, flags: int = MULTI) -> bytes:
     """Return one SOCK_DIAG_BY_FAMILY message for an IPv4 socket in ``state``."""
     body = struct.pack("=BBBB", socket.AF_INET, state, 0, 0) + bytes(48) + bytes(20)
-    return struct.pack("=IHHII", 16 + len(body), 20, flags, 1, 0) + body
+    return struct.pack("=IHHII", 16 + len(body), 18, flags, 1, 0) + body
 
 
 def done(flags: int = MULTI) -> bytes:
@@ -78,7 +78,7 @@ def test_interrupted_dump_is_retried_not_trusted() -> None:
     interrupted = [diag_message(1, MULTI | NLM_F_DUMP_INTR) + diag_message(1), done()]
     clean = [diag_message(1) + diag_message(8), diag_message(6) + done()]
     make, calls = factory(interrupted, clean)
-    counts = dump_counts(socket.AF_INET, sock_factory=make)
+    counts, _ipv6 = dump_counts(sock_factory=make)
     assert calls[0] == 2
     assert (
         counts[TcpState.ESTABLISHED],
@@ -91,20 +91,20 @@ def test_dump_that_never_settles_is_an_error() -> None:
     dumps = [[diag_message(1) + done(MULTI | NLM_F_DUMP_INTR)] for _ in range(MAX_DUMP_ATTEMPTS)]
     make, calls = factory(*dumps)
     with pytest.raises(DumpInterrupted, match="NLM_F_DUMP_INTR"):
-        dump_counts(socket.AF_INET, sock_factory=make)
+        dump_counts(sock_factory=make)
     assert calls[0] == MAX_DUMP_ATTEMPTS
 
 
 def test_kernel_error_is_named() -> None:
     make, _ = factory([error(errno.EPERM)])
     with pytest.raises(SockDiagError, match="dump refused: Operation not permitted"):
-        dump_counts(socket.AF_INET, sock_factory=make)
+        dump_counts(sock_factory=make)
 
 
 def test_unknown_state_is_reported_and_the_rest_counted() -> None:
     from tcptune.procfs import ProcFS
 
-    make, _ = factory([diag_message(1) + diag_message(42) + done()], [done()])
+    make, _ = factory([diag_message(1) + diag_message(42) + done()])
     snapshot = inspect(ProcFS(FIXTURES / "container-ns"), source=SocketSource.NETLINK, netlink=make)
     assert snapshot.sockets is not None
     assert snapshot.sockets.ipv4[TcpState.ESTABLISHED] == 1
