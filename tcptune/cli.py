@@ -69,6 +69,16 @@ class TcptuneGroup(click.Group):
         sys.exit(int(result) if isinstance(result, int) else 0)
 
 
+PROFILE_DIR_OPTION = click.option(
+    "--profile-dir",
+    "profile_dirs",
+    multiple=True,
+    metavar="DIR",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Also look for profiles here (before ~/.config and /etc). Repeatable.",
+)
+
+
 @click.group(cls=TcptuneGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, prog_name="tcptune")
 @click.option(
@@ -102,14 +112,7 @@ def cli(ctx: click.Context, proc_root: Path, debug: bool) -> None:
     metavar="NAME|FILE",
     help="Compare the settings with this profile (see `tcptune profiles`).",
 )
-@click.option(
-    "--profile-dir",
-    "profile_dirs",
-    multiple=True,
-    metavar="DIR",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Also look for profiles here (before ~/.config and /etc). Repeatable.",
-)
+@PROFILE_DIR_OPTION
 @click.option(
     "--ignore",
     "ignore",
@@ -179,6 +182,62 @@ def audit(
     for problem in result.snapshot.problems:
         click.echo(f"tcptune: incomplete: {problem.source}: {problem.message}", err=True)
     return result.status
+
+
+def _locator(profile_dirs: tuple[Path, ...]) -> Any:
+    from tcptune.profiles import ProfileLocator, default_profile_dirs
+
+    return ProfileLocator((*profile_dirs, *default_profile_dirs()))
+
+
+@cli.group(invoke_without_command=True)
+@PROFILE_DIR_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+@click.pass_context
+def profiles(ctx: click.Context, profile_dirs: tuple[Path, ...], as_json: bool) -> ExitStatus:
+    """List workload profiles, or show one with `profiles show NAME`.
+
+    \b
+    Profiles are searched in --profile-dir, ~/.config/tcptune/profiles,
+    /etc/tcptune/profiles, then the ones shipped with tcptune.
+
+    \b
+    Examples:
+      tcptune profiles
+      tcptune profiles show server-profile
+    """
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = _locator(profile_dirs)
+        return ExitStatus.OK
+    from tcptune import render
+
+    locator = _locator(profile_dirs)
+    loaded = [locator.load(source.path) for source in locator.available()]
+    click.echo(
+        render.profiles_json(loaded) if as_json else render.profiles_text(loaded), nl=not as_json
+    )
+    return ExitStatus.OK
+
+
+@profiles.command("show")
+@click.argument("name", metavar="NAME|FILE")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+@click.pass_obj
+def profiles_show(locator: Any, name: str, as_json: bool) -> ExitStatus:
+    """Show one profile with inheritance resolved: each target, why and risk.
+
+    \b
+    Examples:
+      tcptune profiles show server-profile
+      tcptune profiles show ./my-profile.toml --json
+    """
+    from tcptune import render
+
+    profile = locator.load(name)
+    click.echo(
+        render.profile_json(profile) if as_json else render.profile_text(profile), nl=not as_json
+    )
+    return ExitStatus.OK
 
 
 def main() -> NoReturn:
