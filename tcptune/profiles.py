@@ -12,10 +12,11 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib.resources import files
-from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # importlib.resources costs ~10 ms; load it only when listing
+    from importlib.resources.abc import Traversable
 
 from tcptune.exitcodes import BadInputError, UnavailableError
 from tcptune.procfs import is_valid_sysctl_name
@@ -107,6 +108,8 @@ def shipped_profiles() -> Traversable:
     (pyproject.toml maps it to the top-level profiles/); a source checkout,
     including an editable install run from the checkout, reads profiles/ itself.
     """
+    from importlib.resources import files
+
     try:
         return files("tcptune.bundled_profiles")
     except ModuleNotFoundError:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tcptune import __version__
 from tcptune.findings import Finding, Severity
-from tcptune.profiles import Profile, Target
 from tcptune.snapshot import (
     ReadStatus,
     Snapshot,
@@ -17,6 +16,9 @@ from tcptune.snapshot import (
 )
 from tcptune.tcpstates import TcpState
 from tcptune.units import show_value, value_with_seconds
+
+if TYPE_CHECKING:
+    from tcptune.profiles import Profile, Target
 
 JSON_SCHEMA_VERSION = 1
 WIDTH = 80
