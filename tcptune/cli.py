@@ -17,6 +17,7 @@ import click
 from tcptune import __version__
 from tcptune.exitcodes import ExitStatus, TcptuneError
 
+NETNS_LABEL = "tcptune.netns"  # ctx.meta key: the namespace entered with --netns/--pid
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 80}
 
 
@@ -89,19 +90,48 @@ PROFILE_DIR_OPTION = click.option(
     envvar="TCPTUNE_PROC_ROOT",
     help="Read this procfs tree, e.g. a host's /proc mounted at /host/proc.",
 )
+@click.option(
+    "--netns",
+    "netns_name",
+    metavar="NAME",
+    help="Work in the network namespace NAME (made with `ip netns add`).",
+)
+@click.option(
+    "--pid",
+    "netns_pid",
+    type=int,
+    metavar="PID",
+    help="Work in the network namespace of process PID (e.g. a container).",
+)
 @click.option("--debug", is_flag=True, help="Show the traceback of an error.")
 @click.pass_context
-def cli(ctx: click.Context, proc_root: Path, debug: bool) -> None:
+def cli(
+    ctx: click.Context, proc_root: Path, netns_name: str | None, netns_pid: int | None, debug: bool
+) -> None:
     """Inspect, explain and safely tune Linux TCP teardown and keepalive settings.
 
     \b
     Examples:
       tcptune audit                      what the settings and sockets say
+      tcptune audit --profile server-profile
       tcptune audit --json | jq .sockets machine-readable, schema 1
+      sudo tcptune apply server-profile  the plan; add --apply to write
+      sudo tcptune --pid 4242 audit      inside a container's namespace
+      tcptune explain close-wait         the built-in reference
     """
     from tcptune.procfs import ProcFS
 
     ctx.obj = ProcFS(proc_root)
+    if (netns_name is not None or netns_pid is not None) and ctx.invoked_subcommand not in (
+        None,
+        "explain",
+        "profiles",
+        "history",
+    ):
+        from tcptune import netns
+
+        path, label = netns.namespace_path(netns_name, netns_pid, ctx.obj)
+        ctx.meta[NETNS_LABEL] = netns.enter(path, label).label
 
 
 @cli.command()
@@ -165,6 +195,7 @@ def audit(
 
     result = run_audit(
         procfs,
+        netns_name=click.get_current_context().meta.get(NETNS_LABEL),
         source=SocketSource(source),
         profile=profile,
         profile_dirs=(*profile_dirs, *default_profile_dirs()),

@@ -1,0 +1,122 @@
+"""--netns and --pid: every reading comes from the target namespace, errors are clear."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from tcptune.exitcodes import ExitStatus
+from tests.lab import require_netns_capability, skip_or_fail
+from tests.lab.privileges import UNPRIVILEGED
+
+
+def tcptune(*args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """Run tcptune in a subprocess: entering a namespace must not move the test itself."""
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "tcptune", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def named_netns() -> Iterator[str]:
+    """Create a throwaway `ip netns` namespace with a recognisable tcp_fin_timeout."""
+    reason = require_netns_capability()
+    if reason is not None:
+        skip_or_fail(reason)
+    name = f"tcptune-test-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                name,
+                "sh",
+                "-c",
+                "echo 23 > /proc/sys/net/ipv4/tcp_fin_timeout && ip link set lo up",
+            ],
+            check=True,
+        )
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.mark.kernel
+def test_audit_reads_the_named_namespace(named_netns: str) -> None:
+    result = tcptune("--netns", named_netns, "audit", "--json")
+    document = json.loads(result.stdout)
+    assert document["context"]["netns"] == f"netns {named_netns}"
+    assert document["context"]["initial_netns"] is False
+    assert document["sysctls"]["net.ipv4.tcp_fin_timeout"]["value"] == 23
+    assert document["sockets"]["total"] == 0
+    text = tcptune("--netns", named_netns, "audit").stdout
+    assert f"netns {named_netns}" in text.splitlines()[1]
+
+
+@pytest.mark.kernel
+def test_audit_reads_a_process_namespace_with_its_sockets() -> None:
+    reason = require_netns_capability()
+    if reason is not None:
+        skip_or_fail(reason)
+    holder = subprocess.Popen(
+        [
+            "unshare",
+            "--net",
+            sys.executable,
+            "-c",
+            "import socket,subprocess,sys\n"
+            "subprocess.run(['ip','link','set','lo','up'],check=True)\n"
+            "l=socket.socket(); l.bind(('127.0.0.1',0)); l.listen()\n"
+            "c=socket.create_connection(l.getsockname()); s,_=l.accept(); c.close()\n"
+            "print('ready',flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
+        result = tcptune("--pid", str(holder.pid), "audit", "--json")
+        document = json.loads(result.stdout)
+        states = document["sockets"]["states"]
+        assert states["LISTEN"]["total"] == 1
+        assert states["CLOSE_WAIT"]["total"] == 1
+        assert document["context"]["netns"].startswith(f"netns of pid {holder.pid}")
+        close_wait = next(f for f in document["findings"] if f["id"] == "close-wait")
+        assert close_wait["data"]["owners"][0]["pid"] == holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_missing_namespace_and_process_are_unavailable() -> None:
+    result = tcptune("--netns", "tcptune-no-such-ns", "audit")
+    assert result.returncode == ExitStatus.UNAVAILABLE
+    assert (
+        result.stderr == "tcptune: no network namespace 'tcptune-no-such-ns' "
+        "(see `ip netns list`)\n"
+    )
+    result = tcptune("--pid", "2147483647", "audit")
+    assert result.returncode == ExitStatus.UNAVAILABLE
+    assert result.stderr == "tcptune: no process 2147483647\n"
+    both = tcptune("--pid", "1", "--netns", "x", "audit")
+    assert both.returncode == ExitStatus.USAGE
+
+
+@pytest.mark.kernel
+def test_unprivileged_user_is_told_what_is_needed() -> None:
+    result = tcptune("--pid", "1", "audit", prefix=UNPRIVILEGED)
+    assert result.returncode == ExitStatus.NO_PERMISSION, result.stderr
+    assert result.stderr.startswith("tcptune: netns of pid 1")
+    assert "Traceback" not in result.stderr
