@@ -390,7 +390,14 @@ def _wrapped(text: str, first: str, rest: str | None = None) -> list[str]:
     import textwrap
 
     indent = rest if rest is not None else " " * len(first)
-    return textwrap.wrap(text, WIDTH, initial_indent=first, subsequent_indent=indent)
+    return textwrap.wrap(
+        text,
+        WIDTH,
+        initial_indent=first,
+        subsequent_indent=indent,
+        break_long_words=False,  # never split a path or a key
+        break_on_hyphens=False,
+    )
 
 
 def _json_value(value: SysctlValue | None) -> object:
@@ -565,7 +572,8 @@ def plan_dict(
 
 
 def _change_text(change: Change, short: bool = False) -> str:
-    before, after = change.before or '""', change.after or '""'
+    before = " ".join(change.before.split()) or '""'
+    after = " ".join(change.after.split()) or '""'
     return f"{_short(change.name) if short else change.name}: {before} -> {after}"
 
 
@@ -723,3 +731,15 @@ def history_dict(entries: Sequence[HistoryEntry]) -> dict[str, Any]:
             for e in entries
         ],
     }
+
+
+def topics_text(rows: Sequence[tuple[str, str, str]]) -> str:
+    """Return the explain topic list, grouped by kind: each name, its summary beneath."""
+    lines: list[str] = []
+    current = None
+    for kind, name, summary in rows:
+        if kind != current:
+            lines += [*([""] if lines else []), f"{kind}s:"]
+            current = kind
+        lines += [f"  {name}", f"      {summary}"]
+    return "\n".join(lines) + "\n"

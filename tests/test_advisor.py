@@ -147,7 +147,8 @@ def test_profile_mismatch_and_absent_key(lab: SocketLab, tmp_path: Path) -> None
     mismatch = found["profile-mismatch:net.ipv4.tcp_fin_timeout"]
     assert mismatch.severity is Severity.WARNING
     assert mismatch.evidence == ("net.ipv4.tcp_fin_timeout = 1 min (60 s); profile mine wants 30",)
-    assert mismatch.recommendation.startswith("Free orphans sooner. Risk: Slow peers")
+    assert mismatch.explanation == "Free orphans sooner."
+    assert mismatch.recommendation.endswith("What it costs: Slow peers lose the last segments.")
     absent = found["profile-key-absent:net.ipv4.tcp_no_such_key"]
     assert absent.severity is Severity.WARNING
     ignored = run_audit(

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from tcptune.advisor import aborts, keepalive, settings, teardown
 from tcptune.advisor.base import Evidence, FindingDoc
 from tcptune.findings import Finding, is_ignored
 from tcptune.snapshot import Counters
+
+if TYPE_CHECKING:
+    from tcptune.explain import Topic
 
 Check = Callable[[Evidence], Iterator[Finding]]
 
@@ -35,4 +39,24 @@ def counter_rates(before: Counters, after: Counters, seconds: float) -> dict[str
     return rates
 
 
-__all__ = ["CHECKS", "DOCS", "Evidence", "FindingDoc", "advise", "counter_rates"]
+__all__ = ["CHECKS", "DOCS", "Evidence", "FindingDoc", "advise", "counter_rates", "finding_topics"]
+
+
+def finding_topics() -> list[Topic]:
+    """Return an explain topic for every finding ID, from its FindingDoc."""
+    import textwrap
+
+    from tcptune.explain import BODY_WIDTH, Topic
+
+    return [
+        Topic(
+            name=doc.id,
+            kind="finding",
+            title=f"Finding {doc.id}: {doc.title}",
+            summary=doc.summary,
+            references=doc.references,
+            aliases=(),
+            body=textwrap.fill(doc.explanation, BODY_WIDTH),
+        )
+        for doc in DOCS.values()
+    ]

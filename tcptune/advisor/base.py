@@ -106,6 +106,7 @@ def finding(
     explanation: str | None = None,
     subject: str | None = None,
     data: Mapping[str, object] | None = None,
+    references: tuple[str, ...] = (),
 ) -> Finding:
     """Return a Finding built from ``doc`` with this occurrence's evidence."""
     return Finding(
@@ -115,7 +116,7 @@ def finding(
         evidence=tuple(evidence),
         explanation=explanation or doc.explanation,
         recommendation=recommendation,
-        references=doc.references,
+        references=references or doc.references,
         subject=subject,
         data=dict(data or {}),
     )

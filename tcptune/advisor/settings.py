@@ -128,9 +128,12 @@ def check_profile(ev: Evidence) -> Iterator[Finding]:
             PROFILE_MISMATCH,
             Severity.WARNING,
             [f"{name} = {shown}; profile {ev.profile.name} wants {target.describe()}"],
-            f"{target.why} Risk: {target.risk} To change it: sudo tcptune apply {ev.profile.name}",
+            f"See the plan with `tcptune apply {ev.profile.name}`, then add --apply. "
+            f"What it costs: {target.risk}",
             title=f"{name.removeprefix('net.ipv4.')} differs from {ev.profile.name}",
+            explanation=target.why,
             subject=name,
+            references=target.references,
             data={
                 "current": list(current) if isinstance(current, tuple) else current,
                 "target": target.describe(),
