@@ -1,0 +1,69 @@
+"""Plans built from committed procfs trees: what would change, be kept, skipped or block."""
+
+from __future__ import annotations
+
+from tcptune.exitcodes import BadInputError, ExitStatus, UnavailableError
+from tcptune.plan import Action, Plan, build_plan, same_sysctl_text, value_text
+from tcptune.procfs import ProcFS
+from tests.apply_support import load_profile, raw_profile
+
+
+def actions(plan: Plan) -> dict[str, Action]:
+    return {item.name: item.action for item in plan.items}
+
+
+def test_container_plan_changes_keeps_and_skips_host_wide_keys(container_proc: ProcFS) -> None:
+    profile = load_profile(
+        "web",
+        {
+            "net.ipv4.tcp_fin_timeout": {"value": 15},
+            "net.ipv4.tcp_keepalive_time": {"min": 600},  # fixture: 7200
+            "net.ipv4.tcp_max_orphans": {"min": 65536},
+        },
+    )
+    plan = build_plan(profile, container_proc)
+    assert plan.context.initial_netns is False
+    assert actions(plan) == {
+        "net.ipv4.tcp_fin_timeout": Action.CHANGE,
+        "net.ipv4.tcp_keepalive_time": Action.KEEP,
+        "net.ipv4.tcp_max_orphans": Action.SKIP,
+    }
+    fin = plan.items[0]
+    assert (fin.current, fin.current_text, fin.desired, fin.write_text) == (60, "60", 15, "15")
+    assert "host-wide" in (plan.items[2].reason or "")
+    assert plan.error() is None
+
+
+def test_a_missing_key_blocks_unless_optional(old_host_proc: ProcFS) -> None:
+    required = load_profile("x", {"net.ipv4.tcp_migrate_req": {"value": 1}})
+    error = build_plan(required, old_host_proc).error()
+    assert isinstance(error, UnavailableError)
+    assert "net.ipv4.tcp_migrate_req: this kernel has no such key" in str(error)
+    optional = load_profile("x", {"net.ipv4.tcp_migrate_req": {"value": 1, "optional": True}})
+    assert actions(build_plan(optional, old_host_proc)) == {"net.ipv4.tcp_migrate_req": Action.SKIP}
+
+
+def test_a_port_range_below_the_unprivileged_floor_is_blocked(container_proc: ProcFS) -> None:
+    profile = raw_profile("low", {"net.ipv4.ip_local_port_range": (80, 90)})
+    plan = build_plan(profile, container_proc)
+    item = plan.items[0]
+    assert item.action is Action.BLOCKED and item.blocked_status is ExitStatus.BAD_INPUT
+    assert "below net.ipv4.ip_unprivileged_port_start (1024)" in (item.reason or "")
+    assert isinstance(plan.error(), BadInputError)
+    # Lowering the floor in the same profile makes the range acceptable.
+    both = raw_profile(
+        "low", {"net.ipv4.ip_unprivileged_port_start": 80, "net.ipv4.ip_local_port_range": (80, 90)}
+    )
+    assert plan_has_no_block(build_plan(both, container_proc))
+
+
+def plan_has_no_block(plan: Plan) -> bool:
+    return Action.BLOCKED not in actions(plan).values()
+
+
+def test_port_lists_compare_as_sets_of_ports() -> None:
+    name = "net.ipv4.ip_local_reserved_ports"
+    assert same_sysctl_text(name, "9000-9010,8080", "8080,9000-9005,9006-9010\n")
+    assert not same_sysctl_text(name, "8080", "8081")
+    assert same_sysctl_text("net.ipv4.ip_local_port_range", "32768\t60999\n", "32768 60999")
+    assert value_text((1024, 65535)) == "1024 65535"
