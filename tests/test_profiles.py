@@ -43,16 +43,19 @@ def locator(directory: Path, shipped: Path) -> ProfileLocator:
         (target("net.ipv4.tcp_tw_reuse", "value = 3"), "3 is above the kernel's maximum 2"),
         (target("net.ipv4.tcp_keepalive_probes", "value = 0"), "below the kernel's minimum 1"),
         (target("net/../../etc/passwd", "value = 1"), "not a well-formed dotted sysctl name"),
-        (target("net.ipv4.ip_local_port_range", "value = [60000, 1024]"),
-         "low port 60000 is above high port 1024"),
+        (
+            target("net.ipv4.ip_local_port_range", "value = [60000, 1024]"),
+            "low port 60000 is above high port 1024",
+        ),
         (target("net.ipv4.ip_local_port_range", "value = 1024"), "must be [low, high]"),
         (target("net.ipv4.ip_local_reserved_ports", 'value = "80;443"'), "port list"),
         (target("net.ipv4.tcp_fin_timeout", "min = 60\nmax = 30"), "min 60 is above max 30"),
         (target("net.ipv4.tcp_fin_timeout", "value = 3\nmin = 1"), "either value, or min"),
-        ('[sysctl."net.ipv4.tcp_fin_timeout"]\nvalue = 30\nrisk = "r"\n',
-         "why: is required"),
-        ('[sysctl."net.ipv4.tcp_fin_timeout"]\nvalue = 30\nwhy = "w"\nrisk = "r"\nbogus = 1\n',
-         "unknown field 'bogus'"),
+        ('[sysctl."net.ipv4.tcp_fin_timeout"]\nvalue = 30\nrisk = "r"\n', "why: is required"),
+        (
+            '[sysctl."net.ipv4.tcp_fin_timeout"]\nvalue = 30\nwhy = "w"\nrisk = "r"\nbogus = 1\n',
+            "unknown field 'bogus'",
+        ),
     ],
 )
 def test_bad_profiles_are_rejected_naming_file_and_key(
@@ -72,10 +75,15 @@ def test_name_must_match_the_file(tmp_path: Path, empty_shipped: Path) -> None:
 
 
 def test_inheritance_child_wins_and_chain_is_recorded(tmp_path: Path, empty_shipped: Path) -> None:
-    write(tmp_path, "base", target("net.ipv4.tcp_fin_timeout", "value = 60")
-          + target("net.core.somaxconn", "min = 1024"))
-    write(tmp_path, "child", 'extends = "base"\n' + target("net.ipv4.tcp_fin_timeout",
-                                                            "value = 30"))
+    write(
+        tmp_path,
+        "base",
+        target("net.ipv4.tcp_fin_timeout", "value = 60")
+        + target("net.core.somaxconn", "min = 1024"),
+    )
+    write(
+        tmp_path, "child", 'extends = "base"\n' + target("net.ipv4.tcp_fin_timeout", "value = 30")
+    )
     profile = locator(tmp_path, empty_shipped).load("child")
     assert profile.chain == ("child", "base")
     assert profile.targets["net.ipv4.tcp_fin_timeout"].value == 30
@@ -113,7 +121,7 @@ def test_unknown_profile_lists_what_exists(tmp_path: Path, empty_shipped: Path) 
     write(tmp_path, "alpha")
     with pytest.raises(UnavailableError, match=r"no profile named 'beta' \(available: alpha\)"):
         locator(tmp_path, empty_shipped).load("beta")
-    with pytest.raises(UnavailableError, match="no profile file /nope/x.toml"):
+    with pytest.raises(UnavailableError, match=r"no profile file /nope/x\.toml"):
         locator(tmp_path, empty_shipped).load("/nope/x.toml")
 
 
