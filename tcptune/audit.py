@@ -40,6 +40,7 @@ def run_audit(
     ignore: Sequence[str] = (),
     interval: float | None = None,
     netns_name: str | None = None,
+    owners: bool = True,
     sleep: Callable[[float], None] = time.sleep,
 ) -> AuditResult:
     """Inspect, compare with ``profile`` if given, and return the findings."""
@@ -56,5 +57,5 @@ def run_audit(
         rates = counter_rates(first.counters, snapshot.counters, elapsed)
     else:
         snapshot = inspect(procfs, source=source, details=True, netns_name=netns_name)
-    evidence = Evidence(snapshot, procfs, loaded, rates, interval)
+    evidence = Evidence(snapshot, procfs, loaded, rates, interval, owners)
     return AuditResult(snapshot, loaded, tuple(advise(evidence, ignore)), interval)

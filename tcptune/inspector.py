@@ -22,7 +22,7 @@ from tcptune.snapshot import (
     SysctlValue,
 )
 from tcptune.sockdetails import DetailsBuilder
-from tcptune.sockdiag import SockDiagError, dump_counts
+from tcptune.sockdiag import SockDiagError, decode_key, dump_counts
 from tcptune.sysctls import AUXILIARY_SYSCTLS, KNOWN_SYSCTLS, Scope, SysctlSpec, Unit
 from tcptune.tcpstates import TcpState
 
@@ -182,7 +182,7 @@ def read_sockets(
     fallback: list[str] = []
     if use_netlink:
         try:
-            builder = DetailsBuilder() if want_details else None
+            builder = DetailsBuilder(decode_key) if want_details else None
             return read_sockets_netlink(builder, problems, netlink)
         except (OSError, SockDiagError) as exc:
             reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)

@@ -25,7 +25,13 @@ class Owner:
 
 
 def socket_holders(procfs: ProcFS, inodes: Iterable[int]) -> dict[int, list[int]]:
-    """Return ``{inode: [pid, ...]}`` for the wanted inodes (forked children share sockets)."""
+    """Return ``{inode: [pid, ...]}`` for the wanted inodes (forked children share sockets).
+
+    Every process's descriptors are read, whoever owns the process: a socket's
+    uid says who created it, not who holds it now (nginx workers hold sockets
+    root created). Each readlink goes through a directory descriptor, so it
+    resolves one path component instead of four.
+    """
     wanted = {inode for inode in inodes if inode}
     holders: dict[int, list[int]] = {}
     if not wanted:
@@ -35,23 +41,29 @@ def socket_holders(procfs: ProcFS, inodes: Iterable[int]) -> dict[int, list[int]
         pids = [entry for entry in os.listdir(proc) if entry.isdigit()]
     except OSError:
         return holders
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
     for pid in pids:
-        fd_dir = f"{proc}/{pid}/fd"
         try:
-            fds = os.listdir(fd_dir)
+            fd_dir = os.open(f"{proc}/{pid}/fd", flags)
         except OSError:  # exited, or not ours to read
             continue
-        for fd in fds:
-            try:
-                link = os.readlink(f"{fd_dir}/{fd}")
-            except OSError:
-                continue
-            if link.startswith("socket:["):
-                inode = int(link[8:-1])
-                if inode in wanted:
-                    pids_for = holders.setdefault(inode, [])
-                    if int(pid) not in pids_for:
-                        pids_for.append(int(pid))
+        try:
+            names = os.listdir(fd_dir)
+            for name in names:
+                try:
+                    link = os.readlink(name, dir_fd=fd_dir)
+                except OSError:
+                    continue
+                if link[:8] == "socket:[":
+                    inode = int(link[8:-1])
+                    if inode in wanted:
+                        found = holders.setdefault(inode, [])
+                        if int(pid) not in found:
+                            found.append(int(pid))
+        except OSError:
+            continue
+        finally:
+            os.close(fd_dir)
     return holders
 
 

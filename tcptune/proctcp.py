@@ -94,13 +94,13 @@ def _parse_line(line: str, counts: list[int], details: DetailsBuilder | None) ->
         return
     if state not in (TcpState.CLOSE_WAIT, TcpState.LISTEN, TcpState.TIME_WAIT):
         return
-    local, remote = _endpoint(fields[1]), _endpoint(fields[2])
-    uid = int(fields[7])
+    if state == TcpState.TIME_WAIT:
+        details.time_wait(_endpoint(fields[2]))
+        return
+    local, uid = _endpoint(fields[1]), int(fields[7])
     if state == TcpState.CLOSE_WAIT:
-        details.close_wait_socket(local, remote, inode, uid)
-    elif state == TcpState.LISTEN:
+        details.close_wait(local, local.port, inode)
+    else:
         queued = int(fields[4].partition(":")[2], 16)
         # /proc/net/tcp does not show a listener's backlog limit: 0 means unknown.
         details.listener(local, queued, 0, inode, uid)
-    else:
-        details.time_wait(remote)

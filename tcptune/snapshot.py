@@ -69,25 +69,25 @@ class Listener:
 
 
 @dataclass(frozen=True)
-class CloseWaitSocket:
-    """A CLOSE_WAIT socket: the peer closed, the local application has not."""
-
-    local: Endpoint
-    remote: Endpoint
-    inode: int
-    uid: int
-
-
-@dataclass(frozen=True)
 class SocketDetails:
-    """Per-socket facts the advisor needs, aggregated in the same pass as the counts."""
+    """Per-socket facts the advisor needs, aggregated in the same pass as the counts.
+
+    Everything is a count or keyed by a distinct endpoint, except the CLOSE_WAIT
+    inodes kept for attribution to processes (a few ints per socket).
+    """
 
     established_keepalive: int  # ESTABLISHED sockets whose keepalive timer is pending
     fin_wait2_orphaned: int  # no process holds them: they live tcp_fin_timeout
     fin_wait2_held: int  # still held after shutdown(): no timer ends them
-    close_wait: tuple[CloseWaitSocket, ...]
+    close_wait_inodes: Mapping[int, int]  # inode -> local port
+    close_wait_by_local: Mapping[Endpoint, int]  # CLOSE_WAIT count per local endpoint
     listeners: tuple[Listener, ...]
     time_wait_by_remote: Mapping[Endpoint, int]  # TIME_WAIT count per remote endpoint
+
+    @property
+    def close_wait(self) -> int:
+        """Return how many CLOSE_WAIT sockets were seen."""
+        return sum(self.close_wait_by_local.values())
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ import struct
 from collections.abc import Callable
 
 from tcptune.snapshot import Endpoint
-from tcptune.sockdetails import DetailsBuilder
-from tcptune.tcpstates import ALL_STATES_MASK, TcpState
+from tcptune.sockdetails import TIMER_KEEPALIVE, DetailsBuilder
+from tcptune.tcpstates import ALL_STATES_MASK
 
 NETLINK_SOCK_DIAG = 4  # also NETLINK_INET_DIAG
 TCPDIAG_GETSOCK = 18  # the legacy request; replies have the inet_diag_msg layout
@@ -28,21 +28,20 @@ NLM_F_DUMP = 0x300  # NLM_F_ROOT | NLM_F_MATCH
 NLM_F_DUMP_INTR = 0x10  # the dump was interrupted by a concurrent change
 
 _NLMSGHDR = struct.Struct("=IHHII")
+_NLMSGHDR_SHORT = struct.Struct("=IHH")  # length, type, flags: all the loop needs
 # Legacy struct inet_diag_req: family, src_len, dst_len, ext, a zeroed 48-byte
 # inet_diag_sockid (no filter), states, dbs.
 _REQUEST = struct.Struct("=BBBB48xII")
-# struct inet_diag_msg after the 16-byte nlmsghdr: family, state, timer,
-# retrans, sockid (sport, dport big-endian, src[16], dst[16], if, cookie[8]),
-# expires, rqueue, wqueue, uid, inode.
+# struct inet_diag_msg follows the 16-byte nlmsghdr. Byte offsets from the
+# start of the netlink message (the hot loop uses these numbers literally):
+#   16 family  17 state  18 timer  19 retrans
+#   20 sport (big-endian)  22 dport (big-endian)  24 src[16]  40 dst[16]
+#   56 interface  60 cookie[8]  68 expires  72 rqueue  76 wqueue  80 uid  84 inode
 _MSG_PORTS = struct.Struct("!HH")
 _MSG_TAIL = struct.Struct("=IIIII")
-_OFF_FAMILY = 16
-_OFF_STATE = 16 + 1
-_OFF_TIMER = 16 + 2
-_OFF_PORTS = 16 + 4
-_OFF_SRC = 16 + 8
-_OFF_DST = 16 + 24
-_OFF_TAIL = 16 + 52  # expires, rqueue, wqueue, uid, inode
+_OFF_PORTS = 20
+_OFF_SRC = 24
+_OFF_TAIL = 68  # expires, rqueue, wqueue, uid, inode
 _RECV_BUFFER = 1 << 16
 MAX_DUMP_ATTEMPTS = 5
 
@@ -73,32 +72,27 @@ def _address(family: int, raw: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET6, raw)
 
 
-def _endpoints(family: int, view: memoryview, offset: int) -> tuple[Endpoint, Endpoint]:
-    sport, dport = _MSG_PORTS.unpack_from(view, offset + _OFF_PORTS)
-    src = bytes(view[offset + _OFF_SRC : offset + _OFF_SRC + 16])
-    dst = bytes(view[offset + _OFF_DST : offset + _OFF_DST + 16])
-    return Endpoint(_address(family, src), sport), Endpoint(_address(family, dst), dport)
+def decode_key(key: object) -> Endpoint:
+    """Turn a raw key from the dump into an Endpoint.
+
+    Keys are (family, port, 16 address bytes) for CLOSE_WAIT local endpoints
+    and (family, 2 port bytes + 16 local + 16 remote address bytes) for
+    TIME_WAIT remote endpoints: built with one slice each in the hot loop.
+    """
+    assert isinstance(key, tuple)
+    if len(key) == 3:
+        family, port, raw = key
+        return Endpoint(_address(family, raw), port)
+    family, blob = key
+    return Endpoint(_address(family, blob[18:34]), blob[0] << 8 | blob[1])
 
 
-def _detail(builder: DetailsBuilder, view: memoryview, offset: int) -> None:
-    """Feed the socket at ``offset`` to ``builder`` where its state needs details."""
-    state = view[offset + _OFF_STATE]
-    if state == TcpState.ESTABLISHED:
-        builder.established(view[offset + _OFF_TIMER])
-        return
-    if state not in (TcpState.FIN_WAIT2, TcpState.CLOSE_WAIT, TcpState.LISTEN, TcpState.TIME_WAIT):
-        return
-    _expires, rqueue, wqueue, uid, inode = _MSG_TAIL.unpack_from(view, offset + _OFF_TAIL)
-    if state == TcpState.FIN_WAIT2:
-        builder.fin_wait2(inode)
-        return
-    local, remote = _endpoints(view[offset + _OFF_FAMILY], view, offset)
-    if state == TcpState.CLOSE_WAIT:
-        builder.close_wait_socket(local, remote, inode, uid)
-    elif state == TcpState.LISTEN:
-        builder.listener(local, rqueue, wqueue, inode, uid)
-    else:
-        builder.time_wait(remote)
+def _listener(builder: DetailsBuilder, buf: bytearray, offset: int, family: int) -> None:
+    """Record a LISTEN socket (rare: decoded at once)."""
+    _expires, rqueue, wqueue, uid, inode = _MSG_TAIL.unpack_from(buf, offset + _OFF_TAIL)
+    sport, _dport = _MSG_PORTS.unpack_from(buf, offset + _OFF_PORTS)
+    raw = bytes(buf[offset + _OFF_SRC : offset + _OFF_SRC + 16])
+    builder.listener(Endpoint(_address(family, raw), sport), rqueue, wqueue, inode, uid)
 
 
 def dump_counts(
@@ -111,7 +105,7 @@ def dump_counts(
     """
     for _attempt in range(MAX_DUMP_ATTEMPTS):
         ipv4, ipv6 = [0] * 256, [0] * 256
-        builder = DetailsBuilder() if details is not None else None
+        builder = DetailsBuilder(decode_key) if details is not None else None
         if _dump_once({socket.AF_INET: ipv4, socket.AF_INET6: ipv6}, builder, sock_factory):
             if details is not None and builder is not None:
                 details.merge(builder)
@@ -132,11 +126,23 @@ def _dump_once(
     details: DetailsBuilder | None,
     sock_factory: SockFactory | None,
 ) -> bool:
-    """Run one dump into the per-family counts; return False if the kernel flagged it."""
+    """Run one dump into the per-family counts; return False if the kernel flagged it.
+
+    This loop runs once per socket on the host, so it is written for speed:
+    counting and the per-state details are inline, keys stay raw bytes, and
+    only LISTEN sockets (few) are decoded on the spot.
+    """
     buffer = bytearray(_RECV_BUFFER)
-    view = memoryview(buffer)
-    unpack_header = _NLMSGHDR.unpack_from
+    unpack_header = _NLMSGHDR_SHORT.unpack_from
+    from_bytes = int.from_bytes
+    ipv4, ipv6 = by_family[socket.AF_INET], by_family[socket.AF_INET6]
+    want = details is not None
     interrupted = False
+    keepalive = orphaned = held = 0
+    close_wait_inodes: dict[int, int] = {}
+    close_wait_local: dict[tuple[int, int, bytes], int] = {}
+    time_wait_remote: dict[tuple[int, bytes], int] = {}
+    zero = b"\0\0\0\0"
     with (sock_factory or _open)() as sock:
         sock.sendto(request(1), (0, 0))
         while True:
@@ -145,22 +151,55 @@ def _dump_once(
                 raise SockDiagError("netlink socket closed before the dump finished")
             offset = 0
             while offset + 16 <= size:
-                length, kind, flags, _seq, _pid = unpack_header(view, offset)
+                length, kind, flags = unpack_header(buffer, offset)
                 if length < 16:
                     raise SockDiagError(f"malformed netlink message (length {length})")
                 if flags & NLM_F_DUMP_INTR:
                     interrupted = True
                 if kind == TCPDIAG_GETSOCK:
-                    counts = by_family.get(buffer[offset + _OFF_FAMILY])
-                    if counts is None:
-                        raise SockDiagError(f"unexpected family {buffer[offset + _OFF_FAMILY]}")
-                    counts[buffer[offset + _OFF_STATE]] += 1
-                    if details is not None:
-                        _detail(details, view, offset)
+                    family = buffer[offset + 16]
+                    state = buffer[offset + 17]
+                    if family == socket.AF_INET:
+                        ipv4[state] += 1
+                    elif family == socket.AF_INET6:
+                        ipv6[state] += 1
+                    else:
+                        raise SockDiagError(f"unexpected address family {family}")
+                    if not want:
+                        pass
+                    elif state == 1:  # ESTABLISHED: is the keepalive timer pending?
+                        if buffer[offset + 18] == TIMER_KEEPALIVE:
+                            keepalive += 1
+                    elif state == 6:  # TIME_WAIT: count per (dport, local, remote) bytes
+                        key = (family, bytes(buffer[offset + 22 : offset + 56]))
+                        time_wait_remote[key] = time_wait_remote.get(key, 0) + 1
+                    elif state == 8:  # CLOSE_WAIT: inode for attribution, local endpoint
+                        port = buffer[offset + 20] << 8 | buffer[offset + 21]
+                        local = (family, port, bytes(buffer[offset + 24 : offset + 40]))
+                        close_wait_local[local] = close_wait_local.get(local, 0) + 1
+                        inode = from_bytes(buffer[offset + 84 : offset + 88], "little")
+                        if inode:
+                            close_wait_inodes[inode] = port
+                    elif state == 5:  # FIN_WAIT2: inode 0 means orphaned
+                        if buffer[offset + 84 : offset + 88] == zero:
+                            orphaned += 1
+                        else:
+                            held += 1
+                    elif state == 10 and details is not None:
+                        _listener(details, buffer, offset, family)
                 elif kind == NLMSG_DONE:
+                    if details is not None:
+                        details.add_raw(
+                            keepalive,
+                            orphaned,
+                            held,
+                            close_wait_inodes,
+                            close_wait_local,
+                            time_wait_remote,
+                        )
                     return not interrupted
                 elif kind == NLMSG_ERROR:
-                    (error,) = struct.unpack_from("=i", view, offset + 16)
+                    (error,) = struct.unpack_from("=i", buffer, offset + 16)
                     if error != 0:  # 0 is an ACK, not an error
                         raise SockDiagError(f"dump refused: {os.strerror(-error)}")
                 offset += (length + 3) & ~3

@@ -198,3 +198,11 @@ def test_ipv6_close_wait_is_attributed_too(lab: SocketLab) -> None:
     lab.close_wait(1, socket.AF_INET6)
     found = findings()["close-wait"]
     assert found.data["owners"][0]["pid"] == os.getpid()  # type: ignore[index]
+
+
+def test_no_owners_skips_the_descriptor_scan_and_says_so(lab: SocketLab) -> None:
+    lab.close_wait(2)
+    result = run_audit(ProcFS(), owners=False)
+    found = {item.id: item for item in result.findings}["close-wait"]
+    assert found.data["owners"] == []
+    assert "owning processes not looked up (--no-owners)" in found.evidence

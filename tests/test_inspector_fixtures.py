@@ -45,12 +45,12 @@ def test_container_tree_details(container_proc: ProcFS) -> None:
     details = snapshot.sockets.details
     assert details.fin_wait2_orphaned == 2  # the client close()d: inode 0
     assert details.fin_wait2_held == 0
-    assert {str(s.local) for s in details.close_wait} == {"127.0.0.1:35057", "[::1]:49769"}
-    assert {s.remote for s in details.close_wait} == {
-        Endpoint("127.0.0.1", 35696),
-        Endpoint("::1", 37888),
+    assert details.close_wait_by_local == {
+        Endpoint("127.0.0.1", 35057): 1,
+        Endpoint("::1", 49769): 1,
     }
-    assert all(s.inode > 0 for s in details.close_wait)
+    assert sorted(details.close_wait_inodes.values()) == [35057, 49769]
+    assert all(inode > 0 for inode in details.close_wait_inodes)
     assert sorted(str(item.local) for item in details.listeners) == [
         "127.0.0.1:35057",
         "[::1]:49769",

@@ -52,7 +52,8 @@ def test_exact_counts_of_every_state_made(
     details = snapshot.sockets.details
     assert details is not None
     assert (details.fin_wait2_orphaned, details.fin_wait2_held) == (2, 1)
-    assert len(details.close_wait) == 3
+    assert details.close_wait == 3
+    assert len(details.close_wait_inodes) == 3
     assert sum(details.time_wait_by_remote.values()) == 4
     assert snapshot.complete, snapshot.problems
 
@@ -68,9 +69,9 @@ def test_netlink_and_procfs_agree(lab: SocketLab) -> None:
     assert dict(netlink.ipv4) == dict(procfs.ipv4)
     assert dict(netlink.ipv6) == dict(procfs.ipv6)
     assert netlink.details is not None and procfs.details is not None
-    assert {(s.local, s.remote, s.inode) for s in netlink.details.close_wait} == {
-        (s.local, s.remote, s.inode) for s in procfs.details.close_wait
-    }
+    assert netlink.details.close_wait_inodes == procfs.details.close_wait_inodes
+    assert netlink.details.close_wait_by_local == procfs.details.close_wait_by_local
+    assert netlink.details.time_wait_by_remote == procfs.details.time_wait_by_remote
 
 
 @pytest.mark.kernel

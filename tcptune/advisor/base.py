@@ -44,6 +44,7 @@ class Evidence:
     profile: Profile | None = None
     rates: Mapping[str, float] | None = None  # counter name -> per second over the interval
     interval: float | None = None
+    owners: bool = True  # False: do not read every process's descriptors (--no-owners)
     extra: Mapping[str, object] = field(default_factory=dict)
 
     def value(self, name: str) -> SysctlValue | None:
@@ -76,9 +77,9 @@ class Evidence:
     @cached_property
     def _holders(self) -> dict[int, list[int]]:
         details = self.details
-        if details is None:
+        if details is None or not self.owners:
             return {}
-        inodes = [s.inode for s in details.close_wait] + [s.inode for s in details.listeners]
+        inodes = [*details.close_wait_inodes, *(s.inode for s in details.listeners)]
         return socket_holders(self.procfs, inodes)
 
     def owners_of(self, inodes_ports: Iterable[tuple[int, int]]) -> list[OwnerCount]:

@@ -105,7 +105,7 @@ def check_close_wait(ev: Evidence) -> Iterator[Finding]:
     evidence = [f"{total} sockets in CLOSE_WAIT"]
     owners = []
     if ev.details is not None:
-        owners = ev.owners_of((s.inode, s.local.port) for s in ev.details.close_wait)
+        owners = ev.owners_of(ev.details.close_wait_inodes.items())
         for item in owners[:5]:
             ports = ",".join(str(p) for p in item.local_ports[:4])
             more = "…" if len(item.local_ports) > 4 else ""
@@ -114,7 +114,9 @@ def check_close_wait(ev: Evidence) -> Iterator[Finding]:
                 f" {item.sockets} sockets, local port {ports}{more}"
             )
         unowned = total - sum(item.sockets for item in owners)
-        if owners and unowned > 0:
+        if not ev.owners:
+            evidence.append("owning processes not looked up (--no-owners)")
+        elif owners and unowned > 0:
             evidence.append(f"{unowned} not matched to a process (exited, or not readable)")
     top = owners[0].owner.name if owners else "the application"
     yield finding(
