@@ -92,6 +92,15 @@ ORPHANS = FindingDoc(
 )
 
 
+def share_severity(
+    used: int, limit: int, warning: float, critical: float | None = None
+) -> Severity:
+    """Return the severity of ``used`` out of ``limit`` against warning/critical shares."""
+    if critical is not None and used >= critical * limit:
+        return Severity.CRITICAL
+    return Severity.WARNING if used >= warning * limit else Severity.INFO
+
+
 def check_close_wait(ev: Evidence) -> Iterator[Finding]:
     """Report CLOSE_WAIT sockets and rank the processes that hold them."""
     total = ev.count(TcpState.CLOSE_WAIT)
@@ -177,8 +186,7 @@ def check_time_wait(ev: Evidence) -> Iterator[Finding]:
     severity = Severity.INFO
     if cap:
         evidence.append(f"tcp_max_tw_buckets = {cap} ({100 * total / cap:.0f}% used)")
-        if total >= TIME_WAIT_CAP_WARNING * cap:
-            severity = Severity.WARNING
+        severity = share_severity(total, cap, TIME_WAIT_CAP_WARNING)
     if overflow:
         evidence.append(since(ev, "TCPTimeWaitOverflow"))
         severity = Severity.WARNING
@@ -190,10 +198,10 @@ def check_time_wait(ev: Evidence) -> Iterator[Finding]:
         evidence.append(
             f"busiest destination {busiest}: {used} TIME_WAIT of {ports} ephemeral ports"
         )
-        if used >= PORTS_PER_DESTINATION_CRITICAL * ports:
-            severity = Severity.CRITICAL
-        elif used >= PORTS_PER_DESTINATION_WARNING * ports:
-            severity = max(severity, Severity.WARNING)
+        per_destination = share_severity(
+            used, ports, PORTS_PER_DESTINATION_WARNING, PORTS_PER_DESTINATION_CRITICAL
+        )
+        severity = max(severity, per_destination)
     if severity is Severity.INFO and total < TIME_WAIT_INFO:
         return
     recommendation = (
@@ -226,10 +234,7 @@ def check_orphans(ev: Evidence) -> Iterator[Finding]:
     severity = Severity.INFO
     if cap:
         evidence.append(f"tcp_max_orphans = {cap} ({100 * orphans / cap:.0f}% used)")
-        if orphans >= ORPHANS_CRITICAL * cap:
-            severity = Severity.CRITICAL
-        elif orphans >= ORPHANS_WARNING * cap:
-            severity = Severity.WARNING
+        severity = share_severity(orphans, cap, ORPHANS_WARNING, ORPHANS_CRITICAL)
     else:
         evidence.append("tcp_max_orphans is host-wide and not visible from this namespace")
     if aborted:
