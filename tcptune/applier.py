@@ -91,6 +91,7 @@ class Environment:
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     clock: Callable[[], float] = time.time
     log: Callable[[str], None] = syslog_notice
+    netns_name: str | None = None  # the namespace entered with --netns/--pid, for reports
 
 
 @dataclass(frozen=True)
@@ -276,7 +277,7 @@ def preview(
     profile: Profile, env: Environment, *, persist: bool
 ) -> tuple[Plan, sysctld.DropinPlan | None]:
     """Return the plan for ``profile`` and the drop-in --persist would write; write nothing."""
-    plan = build_plan(profile, env.procfs)
+    plan = build_plan(profile, env.procfs, env.netns_name)
     return plan, plan_dropin(plan, env) if persist else None
 
 
@@ -288,7 +289,7 @@ def apply_profile(
     check_privilege(env.identity, command)
     check_writable(env.procfs, list(profile.targets))
     with env.store.locked(env.lock_timeout):
-        plan = build_plan(profile, env.procfs)  # under the lock: no other apply writes now
+        plan = build_plan(profile, env.procfs, env.netns_name)  # under the lock: no other apply writes now
         blocked = plan.error()
         if blocked is not None:
             raise blocked

@@ -225,8 +225,8 @@ def _check_port_floor(items: list[PlanItem], procfs: ProcFS) -> list[PlanItem]:
     return [blocked.get(item.name, item) for item in items]
 
 
-def build_plan(profile: Profile, procfs: ProcFS) -> Plan:
+def build_plan(profile: Profile, procfs: ProcFS, netns_name: str | None = None) -> Plan:
     """Return what applying ``profile`` would do to the kernel behind ``procfs``."""
-    context = read_context(procfs)
+    context = read_context(procfs, netns_name)
     items = [_item(t, procfs, context.initial_netns) for t in profile.targets.values()]
     return Plan(profile.name, profile.path, context, tuple(_check_port_floor(items, procfs)))

@@ -32,9 +32,11 @@ class VerifyReport:
         return ExitStatus.DRIFT if self.drifted else ExitStatus.OK
 
 
-def verify_profile(profile: Profile, procfs: ProcFS, search: SearchPath) -> VerifyReport:
+def verify_profile(
+    profile: Profile, procfs: ProcFS, search: SearchPath, netns_name: str | None = None
+) -> VerifyReport:
     """Return how the live kernel and the boot-time configuration compare with ``profile``."""
-    plan = build_plan(profile, procfs)
+    plan = build_plan(profile, procfs, netns_name)
     settings, problems = boot_settings(search)
     winners = winning_settings(settings)
     boot = {

@@ -62,6 +62,10 @@ def test_audit_reads_the_named_namespace(named_netns: str) -> None:
     assert document["sockets"]["total"] == 0
     text = tcptune("--netns", named_netns, "audit").stdout
     assert f"netns {named_netns}" in text.splitlines()[1]
+    plan = json.loads(tcptune("--netns", named_netns, "apply", "server-profile", "--json").stdout)
+    assert plan["context"]["netns"] == f"netns {named_netns}"
+    fin = next(item for item in plan["items"] if item["name"] == "net.ipv4.tcp_fin_timeout")
+    assert (fin["current"], fin["desired"], fin["action"]) == (23, 30, "change")
 
 
 @pytest.mark.kernel
