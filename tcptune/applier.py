@@ -289,7 +289,9 @@ def apply_profile(
     check_privilege(env.identity, command)
     check_writable(env.procfs, list(profile.targets))
     with env.store.locked(env.lock_timeout):
-        plan = build_plan(profile, env.procfs, env.netns_name)  # under the lock: no other apply writes now
+        plan = build_plan(
+            profile, env.procfs, env.netns_name
+        )  # under the lock: no other apply writes now
         blocked = plan.error()
         if blocked is not None:
             raise blocked

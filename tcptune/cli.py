@@ -15,13 +15,18 @@ from typing import Any, NoReturn
 import click
 
 from tcptune import __version__
-from tcptune.exitcodes import ExitStatus, TcptuneError
+from tcptune.exitcodes import ExitStatus, TcptuneError, plugin_status
 
 NETNS_LABEL = "tcptune.netns"  # ctx.meta key: the namespace entered with --netns/--pid
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 80}
 
 
-def _fail(message: str, status: ExitStatus) -> NoReturn:
+def _fail(message: str, status: int, check: bool = False) -> NoReturn:
+    if check:  # Nagios plugin guidelines: one line on stdout, and any error is 3 UNKNOWN
+        from tcptune.render import check_error_line
+
+        click.echo(check_error_line(message))
+        sys.exit(int(plugin_status(status)))
     click.echo(f"tcptune: {message}", err=True)
     sys.exit(int(status))
 
@@ -39,6 +44,7 @@ class TcptuneGroup(click.Group):
     ) -> NoReturn:
         argv = list(sys.argv[1:] if args is None else args)
         debug = "--debug" in argv
+        check = _check_format_requested(argv)  # audit --format check: a monitoring plugin
         try:
             result = super().main(
                 argv, prog_name or "tcptune", complete_var, standalone_mode=False, **extra
@@ -46,28 +52,33 @@ class TcptuneGroup(click.Group):
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except click.UsageError as exc:
+            if check:
+                _fail(exc.format_message(), ExitStatus.USAGE, check)
             exc.show()
             sys.exit(int(ExitStatus.USAGE))
         except click.ClickException as exc:
+            if check:
+                _fail(exc.format_message(), ExitStatus.USAGE, check)
             exc.show()
             sys.exit(int(ExitStatus.USAGE))
         except (click.Abort, KeyboardInterrupt):
-            click.echo("tcptune: interrupted", err=True)
-            sys.exit(130)
+            _fail("interrupted", 130, check)
         except BrokenPipeError:
             sys.exit(int(ExitStatus.OK))
         except TcptuneError as exc:
             if debug:
                 raise
-            _fail(str(exc), exc.status)
+            _fail(str(exc), exc.status, check)
         except Exception as exc:
             if debug:
                 raise
             _fail(
                 f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
                 ExitStatus.INTERNAL,
+                check,
             )
-        sys.exit(int(result) if isinstance(result, int) else 0)
+        status = int(result) if isinstance(result, int) else 0
+        sys.exit(int(plugin_status(status)) if check else status)
 
 
 PROFILE_DIR_OPTION = click.option(
@@ -135,7 +146,20 @@ def cli(
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema 1) on stdout.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json", "prometheus", "check"]),
+    help="text (the default), json (schema 1), prometheus (for node_exporter's "
+    "textfile collector) or check (one Nagios plugin line; any error exits 3).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="Write the report to FILE atomically (temporary file, fsync, rename).",
+)
 @click.option(
     "--profile",
     "profile",
@@ -149,6 +173,13 @@ def cli(
     multiple=True,
     metavar="ID[:SUBJECT]",
     help="Suppress a finding by ID, or one occurrence as ID:SUBJECT. Repeatable.",
+)
+@click.option(
+    "--owners/--no-owners",
+    default=True,
+    show_default=True,
+    help="Name the processes holding CLOSE_WAIT sockets and shared listeners. Costs a "
+    "readlink per open descriptor on the host: skip it for frequent monitoring runs.",
 )
 @click.option(
     "--interval",
@@ -167,10 +198,13 @@ def cli(
 @click.pass_obj
 def audit(
     procfs: Any,
+    output_format: str | None,
     as_json: bool,
+    output: Path | None,
     profile: str | None,
     profile_dirs: tuple[Path, ...],
     ignore: tuple[str, ...],
+    owners: bool,
     interval: float | None,
     source: str,
 ) -> ExitStatus:
@@ -183,16 +217,20 @@ def audit(
       tcptune audit --interval 10 --ignore keepalive
       tcptune audit --json > audit.json
       tcptune --proc-root /host/proc audit --source procfs
+      tcptune audit --format check          a Nagios/Icinga check
+      tcptune audit --format prometheus --output DIR/tcptune.prom
 
     \b
     Exit status: 0 healthy, 1 warnings, 2 critical, 3 the inspection was
-    incomplete; 64 usage, 65 bad profile, 69 no such profile, 70 internal.
+    incomplete; 64 usage, 65 bad profile, 69 no such profile, 70 internal,
+    74 --output not written. With --format check every error is 3 UNKNOWN.
     """
     from tcptune import render
     from tcptune.audit import run_audit
     from tcptune.inspector import SocketSource
     from tcptune.profiles import default_profile_dirs
 
+    chosen = _audit_format(output_format, as_json)
     result = run_audit(
         procfs,
         netns_name=click.get_current_context().meta.get(NETNS_LABEL),
@@ -201,16 +239,10 @@ def audit(
         profile_dirs=(*profile_dirs, *default_profile_dirs()),
         ignore=ignore,
         interval=interval,
+        owners=owners,
     )
-    profile_name = result.profile.name if result.profile else None
-    if as_json:
-        import json
-
-        document = render.audit_dict(result.snapshot, result.findings, profile_name)
-        click.echo(json.dumps(document, indent=2))
-    else:
-        click.echo(render.audit_text(result.snapshot, result.findings, profile_name), nl=False)
-    for problem in result.snapshot.problems:
+    _emit(render.audit_output(result, chosen), output)
+    for problem in result.snapshot.problems if chosen != "check" else ():
         click.echo(f"tcptune: incomplete: {problem.source}: {problem.message}", err=True)
     return result.status
 
@@ -323,6 +355,7 @@ def _environment(
         dropin_dir=sysctl_dir if sysctl_dir is not None else boot_root / "etc/sysctl.d",
         identity=current_identity(os.environ, ProcFS()),
         lock_timeout=lock_timeout,
+        netns_name=click.get_current_context().meta.get(NETNS_LABEL),
     )
 
 
@@ -505,7 +538,8 @@ def verify(
     from tcptune.verify import verify_profile
 
     profile = _locator(profile_dirs).load(profile_name)
-    report = verify_profile(profile, procfs, SearchPath.under(boot_root))
+    netns_name = click.get_current_context().meta.get(NETNS_LABEL)
+    report = verify_profile(profile, procfs, SearchPath.under(boot_root), netns_name)
     if as_json:
         click.echo(json.dumps(render.verify_dict(report), indent=2))
     else:
@@ -571,6 +605,137 @@ def explain(_procfs: Any, topic: str | None) -> ExitStatus:
     except reference.UnknownTopic as exc:
         raise UnavailableError(str(exc)) from exc
     click.echo(reference.format_topic(found), nl=False)
+    return ExitStatus.OK
+
+
+# --------------------------------------------------------------------------- operations:
+# --------------------------------------------------------------------------- output, watch
+
+
+def _check_format_requested(argv: Sequence[str]) -> bool:
+    """Return whether the raw command line asks for --format check (even if it fails to parse)."""
+    for index, word in enumerate(argv):
+        if word == "--":
+            break
+        following = argv[index + 1 : index + 2]
+        if word == "--format=check" or (word == "--format" and following == ["check"]):
+            return True
+    return False
+
+
+def _audit_format(output_format: str | None, as_json: bool) -> str:
+    """Return the audit's output format; --json is another way to say --format json."""
+    from tcptune.exitcodes import UsageError
+
+    if as_json and output_format not in (None, "json"):
+        raise UsageError(f"--json means --format json; it cannot go with --format {output_format}")
+    return "json" if as_json else output_format or "text"
+
+
+def _emit(text: str, output: Path | None) -> None:
+    """Print ``text``, or replace ``output`` with it atomically so no reader sees half a file."""
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    from tcptune.atomicfile import atomic_write
+    from tcptune.procfs import describe_os_error
+
+    try:
+        atomic_write(output, text)
+    except OSError as exc:
+        raise TcptuneError(
+            f"cannot write {output}: {describe_os_error(exc)}", status=ExitStatus.WRITE_FAILED
+        ) from exc
+
+
+@cli.command()
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=2.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Refresh every SECONDS.",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Stop after N refreshes (default: run until q or Ctrl-C).",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object per refresh (JSON lines)."
+)
+@click.option(
+    "--source",
+    type=click.Choice(["auto", "netlink", "procfs"]),
+    default="auto",
+    show_default=True,
+    help="Where to read socket states, as for audit.",
+)
+@click.pass_obj
+def watch(
+    procfs: Any, interval: float, count: int | None, as_json: bool, source: str
+) -> ExitStatus:
+    """Watch sockets per state and TCP counter rates live, marking what is rising.
+
+    On a terminal the screen is redrawn every --interval; rising trouble is
+    bold red: CLOSE_WAIT growing, TIME_WAIT past 80% of tcp_max_tw_buckets,
+    listen overflows or drops, TIME_WAIT overflows, memory aborts. q or
+    Ctrl-C quits. Piped or redirected, it prints one line per refresh with ▲
+    on what is rising (--json: one JSON object per line). Each refresh is one
+    counts-only inspection (one sock_diag dump, no per-socket details), cheap
+    with hundreds of thousands of sockets.
+
+    \b
+    Examples:
+      tcptune watch
+      tcptune watch --interval 1 --count 300 >> incident.log
+      tcptune watch --json | jq -c .sockets.states.CLOSE_WAIT
+      sudo tcptune --pid 4242 watch          a container's namespace
+
+    \b
+    Exit status: 0 after --count refreshes or when quit on the terminal;
+    130 Ctrl-C in line mode; 64 usage.
+    """
+    import os
+
+    from tcptune import render
+    from tcptune import watch as live
+    from tcptune.inspector import SocketSource, inspect
+    from tcptune.snapshot import Snapshot
+
+    netns_name = click.get_current_context().meta.get(NETNS_LABEL)
+
+    def take() -> Snapshot:
+        return inspect(procfs, source=SocketSource(source), netns_name=netns_name)
+
+    full_screen = sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+    from tcptune import terminal
+
+    if as_json or not full_screen:
+        line = render.watch_json if as_json else render.watch_line
+        try:
+            live.run_watch(
+                take, lambda frame: click.echo(line(frame)), interval=interval, count=count
+            )
+        except BrokenPipeError:  # the reader left (`| head`): an end, like a closed terminal
+            terminal.discard_stdout()
+        return ExitStatus.OK
+
+    styled = not os.environ.get("NO_COLOR")  # https://no-color.org
+
+    def on_screen(screen: terminal.FullScreen) -> None:
+        def show(frame: live.Frame) -> None:
+            screen.draw(render.watch_screen(frame, *screen.size(), styled))
+
+        live.run_watch(take, show, interval=interval, count=count, read_key=screen.read_key)
+
+    try:
+        keys: int | None = sys.stdin.fileno()
+    except (AttributeError, ValueError, OSError):
+        keys = None
+    terminal.run_fullscreen(on_screen, sys.stdout.fileno(), keys)
     return ExitStatus.OK
 
 

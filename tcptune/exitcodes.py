@@ -73,3 +73,15 @@ class LockedError(TcptuneError):
     """Another tcptune apply or rollback holds the lock."""
 
     status = ExitStatus.LOCKED
+
+
+def plugin_status(status: int) -> ExitStatus:
+    """Return ``status`` as a monitoring-plugin status: 0-3 stay, any error is 3 UNKNOWN.
+
+    The Nagios plugin guidelines (and Icinga, Sensu, Checkmk after them) read
+    only 0 OK, 1 WARNING, 2 CRITICAL and 3 UNKNOWN; an error such as a usage
+    mistake or a missing profile must not look like a verdict on the host.
+    """
+    if ExitStatus.OK <= status <= ExitStatus.INCOMPLETE:
+        return ExitStatus(status)
+    return ExitStatus.INCOMPLETE

@@ -1,0 +1,238 @@
+"""audit --format prometheus and check, and --output: parsed back and checked against a lab."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
+
+from tcptune.cli import cli
+from tcptune.exitcodes import ExitStatus, plugin_status
+from tests.conftest import FIXTURES
+from tests.lab import SocketLab, read_netstat
+
+CONTAINER = str(FIXTURES / "container-ns")
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _metrics(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """Return {sample name: {sorted labels: value}}, failing on any repeated series."""
+    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(text):
+        assert family.documentation, f"{family.name} has no help text"
+        for sample in family.samples:
+            labels = tuple(sorted(sample.labels.items()))
+            series = samples.setdefault(sample.name, {})
+            assert labels not in series, f"repeated series {sample.name}{dict(labels)}"
+            series[labels] = sample.value
+    return samples
+
+
+def _types(text: str) -> dict[str, str]:
+    return {family.name: family.type for family in text_string_to_metric_families(text)}
+
+
+def _sysctl(name: str) -> str:
+    return Path("/proc/sys", *name.split(".")).read_text().strip()
+
+
+@pytest.mark.kernel
+def test_prometheus_output_matches_real_sockets_and_counters(lab: SocketLab) -> None:
+    lab.listen()  # 1 LISTEN
+    lab.established(2)  # 4 ESTABLISHED
+    lab.close_wait(3)  # 3 CLOSE_WAIT + 3 FIN_WAIT2
+    lab.time_wait(2, socket.AF_INET6)  # 2 TIME_WAIT, IPv6
+    lab.linger_zero_close(3)  # TCPAbortOnData +3 in this fresh namespace
+    before = time.time()
+    code, out, err = _run("audit", "--format", "prometheus")
+    after = time.time()
+    assert err == ""
+    metrics = _metrics(out)
+    sockets = {
+        "{state}/{family}".format(**dict(labels)): value
+        for labels, value in metrics["tcptune_sockets"].items()
+    }
+    assert len(sockets) == 22  # every state and family, zeros included
+    assert {series: n for series, n in sockets.items() if n} == {
+        "listen/ipv4": 1,
+        "established/ipv4": 4,
+        "close_wait/ipv4": 3,
+        "fin_wait2/ipv4": 3,
+        "time_wait/ipv6": 2,
+    }
+    netstat, snmp = read_netstat(name="netstat"), read_netstat(name="snmp")
+    assert metrics["tcptune_tcpext_abort_on_data_total"][()] == 3
+    assert metrics["tcptune_tcpext_abort_on_data_total"][()] == netstat["TcpExt"]["TCPAbortOnData"]
+    assert metrics["tcptune_tcp_active_opens_total"][()] == snmp["Tcp"]["ActiveOpens"]
+    assert metrics["tcptune_tcpext_listen_overflows_total"][()] == 0
+    # sockstat's tw also counts the orphaned FIN_WAIT2 ends, kept as timewait minisocks
+    # (net/ipv4/tcp.c __tcp_close with tcp_fin_timeout <= 60 s): 2 + 3.
+    assert metrics["tcptune_sockstat_tcp_tw"][()] == 5
+    types = _types(out)
+    assert types["tcptune_tcp_active_opens"] == "counter"
+    assert types["tcptune_sockets"] == "gauge"
+    # Settings: base units, a port range as two series, each equal to /proc/sys here.
+    fin = metrics["tcptune_sysctl_net_ipv4_tcp_fin_timeout_seconds"][()]
+    assert fin == int(_sysctl("net.ipv4.tcp_fin_timeout"))
+    low, high = map(int, _sysctl("net.ipv4.ip_local_port_range").split())
+    assert metrics["tcptune_sysctl_net_ipv4_ip_local_port_range"] == {
+        (("bound", "low"),): low,
+        (("bound", "high"),): high,
+    }
+    assert "tcptune_sysctl_net_ipv4_ip_local_reserved_ports" not in metrics  # not a number
+    keepalive = int(_sysctl("net.ipv4.tcp_keepalive_time")) + int(
+        _sysctl("net.ipv4.tcp_keepalive_intvl")
+    ) * int(_sysctl("net.ipv4.tcp_keepalive_probes"))
+    assert metrics["tcptune_keepalive_detection_seconds"][()] == keepalive
+    # The run itself: complete, its exit status, its time.
+    assert metrics["tcptune_inspection_complete"][()] == 1
+    assert metrics["tcptune_audit_exit_status"][()] == code
+    assert before - 1 <= metrics["tcptune_audit_timestamp_seconds"][()] <= after + 1
+    # One series per active finding, the same ones the JSON report lists.
+    _code, document, _err = _run("audit", "--json")
+    expected = Counter(
+        (f["id"], f.get("subject") or "", f["severity"]) for f in json.loads(document)["findings"]
+    )
+    found = Counter(
+        (dict(labels)["id"], dict(labels)["subject"], dict(labels)["severity"])
+        for labels in metrics.get("tcptune_finding", {})
+    )
+    assert found == Counter(set(expected))
+    per_severity = {dict(k)["severity"]: v for k, v in metrics["tcptune_findings"].items()}
+    assert per_severity["warning"] == sum(
+        n for (_i, _s, sev), n in expected.items() if sev == "warning"
+    )
+
+
+def test_prometheus_from_a_fixture_is_valid_and_marks_incomplete_inspections() -> None:
+    code, out, _err = _run(
+        "--proc-root", str(FIXTURES / "broken"), "audit", "--format", "prometheus"
+    )
+    assert code == ExitStatus.INCOMPLETE
+    metrics = _metrics(out)
+    assert metrics["tcptune_inspection_complete"][()] == 0
+    assert metrics["tcptune_audit_exit_status"][()] == 3
+    assert "tcptune_sysctl_net_ipv4_tcp_fin_timeout_seconds" not in metrics  # unreadable: no series
+    info = dict(next(iter(metrics["tcptune_audit_info"])))
+    assert info["source"] == "procfs" and info["profile"] == ""
+
+
+def test_output_replaces_the_file_atomically(tmp_path: Path) -> None:
+    target = tmp_path / "tcptune.prom"
+    target.write_text("old\n")
+    old_inode = target.stat().st_ino
+    code, out, err = _run("--proc-root", CONTAINER, "audit", "--output", str(target))
+    assert (code, out, err) == (ExitStatus.WARNING, "", "")
+    assert target.stat().st_ino != old_inode  # a rename, not a rewrite in place
+    _code, printed, _err = _run("--proc-root", CONTAINER, "audit")
+    assert target.read_text() == printed
+    assert os.listdir(tmp_path) == ["tcptune.prom"]  # no temporary file left
+
+
+@pytest.mark.parametrize("problem", ["missing directory", "is a directory"])
+def test_an_unwritable_output_is_one_line_and_leaves_nothing_behind(
+    tmp_path: Path, problem: str
+) -> None:
+    if problem == "missing directory":
+        target = tmp_path / "nowhere" / "tcptune.prom"  # fails before a temporary file exists
+    else:
+        target = tmp_path / "tcptune.prom"  # the rename over it fails, after the write
+        target.mkdir()
+    before = sorted(os.listdir(tmp_path))
+    code, out, err = _run(
+        "--proc-root", CONTAINER, "audit", "--format", "prometheus", "--output", str(target)
+    )
+    assert code == ExitStatus.WRITE_FAILED
+    assert out == ""
+    assert err.startswith(f"tcptune: cannot write {target}: ") and err.count("\n") == 1
+    assert sorted(os.listdir(tmp_path)) == before  # no temporary file left behind
+
+
+def _without_time(document: str) -> dict[str, object]:
+    return {key: value for key, value in json.loads(document).items() if key != "taken_at"}
+
+
+def test_json_is_an_alias_of_format_json_and_conflicts_are_refused() -> None:
+    _code, alias, _err = _run("--proc-root", CONTAINER, "audit", "--json")
+    _code, explicit, _err = _run("--proc-root", CONTAINER, "audit", "--format", "json")
+    assert _without_time(alias) == _without_time(explicit)
+    code, out, err = _run("--proc-root", CONTAINER, "audit", "--json", "--format", "text")
+    assert code == ExitStatus.USAGE and out == ""
+    assert "--json means --format json" in err
+
+
+def test_check_line_is_one_plugin_status_with_perfdata() -> None:
+    code, out, err = _run("--proc-root", CONTAINER, "audit", "--format", "check")
+    assert code == 1 and err == ""
+    assert out.count("\n") == 1
+    status, perfdata = out.rstrip("\n").split(" | ")
+    assert status == "TCPTUNE WARNING - 1 finding: port-range-listeners"
+    values = dict(item.split("=") for item in perfdata.split())
+    assert values["close_wait"] == "2" and values["established"] == "8"
+    assert values["sockets"] == "16"
+    assert values["keepalive_detection"] == "7875s"
+    assert values["ActiveOpens"] == "8c" and values["TW"] == "4c"
+    code, out, _err = _run(
+        "--proc-root", CONTAINER, "audit", "--format=check", "--ignore", "port-range-listeners"
+    )
+    assert code == 0 and out.startswith("TCPTUNE OK - no warnings")
+
+
+def test_check_reports_an_incomplete_inspection_as_unknown() -> None:
+    code, out, err = _run("--proc-root", str(FIXTURES / "broken"), "audit", "--format", "check")
+    assert code == 3 and err == ""  # the plugin's story is its one line
+    assert out.startswith("TCPTUNE UNKNOWN - inspection incomplete: ")
+    assert "more)" in out and out.count("|") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "usual"),
+    [
+        (["audit", "--no-such-flag"], "No such option '--no-such-flag'", ExitStatus.USAGE),
+        (["audit", "--profile", "no|such"], "no profile named 'no/such'", ExitStatus.UNAVAILABLE),
+        (["audit", "--json"], "--json means --format json", ExitStatus.USAGE),
+        (["audit", "--output", "/nonexistent/x.prom"], "cannot write", ExitStatus.WRITE_FAILED),
+        (["audit", "--interval", "-1"], "--interval must be a positive", ExitStatus.USAGE),
+    ],
+)
+def test_every_error_in_check_mode_is_unknown(
+    args: list[str], message: str, usual: ExitStatus
+) -> None:
+    code, out, err = _run("--proc-root", CONTAINER, *args, "--format", "check")
+    assert code == 3, out + err
+    assert out.startswith(f"TCPTUNE UNKNOWN - {message}") and out.count("\n") == 1
+    assert "|" not in out  # a '|' in a message would start the perfdata
+    assert err == ""
+    if args != ["audit", "--json"]:  # the same error without check mode keeps its status
+        code, _out, err = _run("--proc-root", CONTAINER, *args)
+        assert code == usual and err.count("\n") >= 1
+
+
+def test_check_mode_on_a_bad_profile_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text("name = [\n")
+    code, out, _err = _run(
+        "--proc-root", CONTAINER, "audit", "--profile", str(broken), "--format", "check"
+    )
+    assert code == 3 and out.startswith("TCPTUNE UNKNOWN - ")
+    code, _out, _err = _run("--proc-root", CONTAINER, "audit", "--profile", str(broken))
+    assert code == ExitStatus.BAD_INPUT
+
+
+@pytest.mark.parametrize(
+    ("status", "plugin"),
+    [(0, 0), (1, 1), (2, 2), (3, 3), (4, 3), (64, 3), (65, 3), (70, 3), (74, 3), (77, 3), (130, 3)],
+)
+def test_plugin_status_keeps_verdicts_and_turns_errors_unknown(status: int, plugin: int) -> None:
+    assert plugin_status(status) == plugin
