@@ -88,3 +88,26 @@ def test_help_has_examples() -> None:
     code, out, _err = _run("audit", "--help")
     assert code == 0
     assert "Examples:" in out and "tcptune audit --json" in out
+
+
+def test_a_reader_that_leaves_ends_tcptune_like_any_unix_filter() -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before tcptune writes a byte
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "tcptune", "explain"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == -signal.SIGPIPE  # 141 in a shell; never 1 (= WARNING)
+    assert result.stderr == ""

@@ -1,0 +1,33 @@
+"""The command line: options become typed values here, and nothing else happens here.
+
+Each command parses its options, calls one function of the core, hands the
+result to tcptune.render and returns an ExitStatus. Errors are mapped to exit
+statuses in one place, TcptuneGroup.main (group.py). Commands live by theme:
+inspection (audit, watch), reference (profiles, explain), changes (apply,
+rollback, verify, history).
+"""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+from tcptune.cli import changes, inspection, reference  # noqa: F401  (registers commands)
+from tcptune.cli.group import cli
+
+
+def main() -> NoReturn:
+    """Run the tcptune command line as a Unix filter: a reader that leaves ends it.
+
+    Python ignores SIGPIPE, so a closed pipe (`tcptune audit --json | head`)
+    would surface as EPIPE, which click turns into exit status 1: the same as a
+    WARNING verdict. Restoring the default action makes tcptune end like any
+    Unix tool (status 141 in the shell). Only the process entry point does
+    this; tcptune writes to no stream socket that it could affect.
+    """
+    import signal
+
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    cli.main()
+
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,281 @@
+"""Commands that change or review changes: apply, rollback, verify, history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tcptune.cli.group import NETNS_LABEL, PROFILE_DIR_OPTION, cli, profile_locator
+from tcptune.exitcodes import ExitStatus
+
+DEFAULT_STATE_DIR = "/var/lib/tcptune"
+STATE_DIR_OPTION = click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=DEFAULT_STATE_DIR,
+    show_default=True,
+    envvar="TCPTUNE_STATE_DIR",
+    metavar="DIR",
+    help="Where the undo records, the history and the lock live.",
+)
+BOOT_ROOT_OPTION = click.option(
+    "--boot-root",
+    type=click.Path(path_type=Path, file_okay=False),
+    default="/",
+    show_default=True,
+    envvar="TCPTUNE_BOOT_ROOT",
+    metavar="DIR",
+    help="Read the boot-time configuration (etc/sysctl.d, run/sysctl.d, "
+    "usr/local/lib/sysctl.d, usr/lib/sysctl.d, lib/sysctl.d, etc/sysctl.conf) under DIR.",
+)
+LOCK_TIMEOUT_OPTION = click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for another apply or rollback to finish.",
+)
+
+
+def _environment(
+    procfs: Any, state_dir: Path, boot_root: Path, sysctl_dir: Path | None, lock_timeout: float
+) -> Any:
+    import os
+
+    from tcptune.applier import Environment, ProcSysctlWriter
+    from tcptune.identity import current_identity
+    from tcptune.procfs import ProcFS
+    from tcptune.statestore import StateStore
+    from tcptune.sysctld import SearchPath
+
+    return Environment(
+        procfs=procfs,
+        writer=ProcSysctlWriter(procfs),
+        store=StateStore(state_dir),
+        boot=SearchPath.under(boot_root),
+        dropin_dir=sysctl_dir if sysctl_dir is not None else boot_root / "etc/sysctl.d",
+        identity=current_identity(os.environ, ProcFS()),
+        lock_timeout=lock_timeout,
+        netns_name=click.get_current_context().meta.get(NETNS_LABEL),
+    )
+
+
+def _command_line(ctx: click.Context, *words: str) -> str:
+    """Return the tcptune command line that repeats this run's global options with ``words``."""
+    import shlex
+
+    parent = ctx.parent.params if ctx.parent is not None else {}
+    line = ["tcptune"]
+    if str(parent.get("proc_root", "/proc")) != "/proc":
+        line += ["--proc-root", str(parent["proc_root"])]
+    if parent.get("netns_name"):
+        line += ["--netns", str(parent["netns_name"])]
+    if parent.get("netns_pid") is not None:
+        line += ["--pid", str(parent["netns_pid"])]
+    return shlex.join([*line, *words])
+
+
+def _state_words(state_dir: Path) -> list[str]:
+    return [] if str(state_dir) == DEFAULT_STATE_DIR else ["--state-dir", str(state_dir)]
+
+
+@cli.command()
+@click.argument("profile_name", metavar="PROFILE")
+@click.option(
+    "--apply",
+    "execute",
+    is_flag=True,
+    help="Carry the plan out. Without it: show it, write nothing.",
+)
+@click.option("--persist", is_flag=True, help="Also write a sysctl.d drop-in for the next boot.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the plan or result as JSON (schema 1)."
+)
+@STATE_DIR_OPTION
+@click.option(
+    "--sysctl-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="Where --persist writes 90-tcptune.conf  [default: BOOT_ROOT/etc/sysctl.d]",
+)
+@BOOT_ROOT_OPTION
+@LOCK_TIMEOUT_OPTION
+@PROFILE_DIR_OPTION
+@click.pass_context
+def apply(
+    ctx: click.Context,
+    profile_name: str,
+    execute: bool,
+    persist: bool,
+    as_json: bool,
+    state_dir: Path,
+    sysctl_dir: Path | None,
+    boot_root: Path,
+    lock_timeout: float,
+    profile_dirs: tuple[Path, ...],
+) -> ExitStatus:
+    """Show what PROFILE would change; with --apply, change it all or nothing.
+
+    Every key is checked before the first write; the previous values are saved
+    in the state directory; each write is read back, and any failure restores
+    every key already written. Per-namespace keys change only the current
+    network namespace.
+
+    \b
+    Examples:
+      sudo tcptune apply server-profile             the plan; writes nothing
+      sudo tcptune apply server-profile --apply     write, verify, record
+      sudo tcptune apply server-profile --apply --persist   and /etc/sysctl.d
+      tcptune apply ./my-profile.toml --json        the plan as JSON
+
+    \b
+    Exit status: 0 applied, or plan shown; 64 usage, or a drop-in tcptune did
+    not write is in the way; 65 invalid profile or a value the kernel would
+    reject; 69 no such profile or key; 74 a write failed (all restored);
+    75 another apply holds the lock; 77 not root, or /proc/sys is read-only.
+    """
+    import json
+
+    from tcptune import render
+    from tcptune.applier import apply_profile, preview
+
+    profile = profile_locator(profile_dirs).load(profile_name)
+    env = _environment(ctx.obj, state_dir, boot_root, sysctl_dir, lock_timeout)
+    words = ["apply", profile_name, "--apply", *(["--persist"] if persist else [])]
+    words += _state_words(state_dir)
+    if sysctl_dir is not None:
+        words += ["--sysctl-dir", str(sysctl_dir)]
+    if str(boot_root) != "/":
+        words += ["--boot-root", str(boot_root)]
+    for directory in profile_dirs:
+        words += ["--profile-dir", str(directory)]
+    command = _command_line(ctx, *words)
+    if not execute:
+        plan, dropin = preview(profile, env, persist=persist)
+        shown = command if env.identity.euid == 0 else f"sudo {command}"
+        if as_json:
+            click.echo(json.dumps(render.plan_dict(plan, dropin, shown), indent=2))
+        else:
+            click.echo(render.plan_text(plan, dropin, shown), nl=False)
+        error = plan.error()
+        if error is not None:
+            raise error
+        return ExitStatus.OK
+    result = apply_profile(profile, env, persist=persist, command=command)
+    if as_json:
+        click.echo(json.dumps(render.plan_dict(result.plan, result.dropin, None, result), indent=2))
+    else:
+        undo = _command_line(ctx, "rollback", *_state_words(state_dir))
+        click.echo(
+            render.applied_text(result, undo if env.identity.euid == 0 else f"sudo {undo}"),
+            nl=False,
+        )
+    return ExitStatus.OK
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print what was restored as JSON.")
+@STATE_DIR_OPTION
+@LOCK_TIMEOUT_OPTION
+@click.pass_context
+def rollback(ctx: click.Context, as_json: bool, state_dir: Path, lock_timeout: float) -> ExitStatus:
+    """Undo the newest apply not yet rolled back, and verify every key.
+
+    Applies form a stack: each rollback undoes one apply and takes it off, so a
+    second rollback undoes the apply before it; it never re-applies anything.
+    The drop-in written by --persist is restored to what it was, or removed.
+
+    \b
+    Examples:
+      sudo tcptune rollback
+      sudo tcptune rollback --state-dir /srv/tcptune-state
+
+    \b
+    Exit status: 0 rolled back; 69 nothing to roll back, or the apply was made
+    in another network namespace; 74 a write failed (all restored); 75 another
+    apply holds the lock; 77 not root, or /proc/sys is read-only.
+    """
+    import json
+
+    from tcptune import applier, render
+
+    env = _environment(ctx.obj, state_dir, Path("/"), None, lock_timeout)
+    command = _command_line(ctx, "rollback", *_state_words(state_dir))
+    result = applier.rollback(env, command=command)
+    if as_json:
+        click.echo(json.dumps(render.rollback_dict(result), indent=2))
+    else:
+        click.echo(render.rollback_text(result), nl=False)
+    return ExitStatus.OK
+
+
+@cli.command()
+@click.argument("profile_name", metavar="PROFILE")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON (schema 1).")
+@BOOT_ROOT_OPTION
+@PROFILE_DIR_OPTION
+@click.pass_obj
+def verify(
+    procfs: Any, profile_name: str, as_json: bool, boot_root: Path, profile_dirs: tuple[Path, ...]
+) -> ExitStatus:
+    """Compare live values with PROFILE, and show which boot-time file sets each key.
+
+    Made for cron jobs and monitoring: it only reads, and exits 4 on drift.
+
+    \b
+    Examples:
+      tcptune verify server-profile
+      tcptune verify server-profile --json | jq '.items[] | select(.state != "ok")'
+
+    \b
+    Exit status: 0 no drift, 4 a live value differs from the profile (or a key
+    is missing); 65 invalid profile; 69 no such profile.
+    """
+    import json
+
+    from tcptune import render
+    from tcptune.sysctld import SearchPath
+    from tcptune.verify import verify_profile
+
+    profile = profile_locator(profile_dirs).load(profile_name)
+    netns_name = click.get_current_context().meta.get(NETNS_LABEL)
+    report = verify_profile(profile, procfs, SearchPath.under(boot_root), netns_name)
+    if as_json:
+        click.echo(json.dumps(render.verify_dict(report), indent=2))
+    else:
+        click.echo(render.verify_text(report), nl=False)
+    return report.status
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the history as JSON (schema 1).")
+@click.option("-n", "--last", type=click.IntRange(min=1), help="Show only the last N entries.")
+@STATE_DIR_OPTION
+def history(as_json: bool, last: int | None, state_dir: Path) -> ExitStatus:
+    """List past applies and rollbacks: when, who, which profile, what changed.
+
+    \b
+    Examples:
+      tcptune history
+      tcptune history -n 5 --json
+
+    \b
+    Exit status: 0 listed (also when empty); 65 the history file is corrupt.
+    """
+    import json
+
+    from tcptune import render
+    from tcptune.statestore import StateStore
+
+    entries = StateStore(state_dir).history()
+    if last is not None:
+        entries = entries[-last:]
+    if as_json:
+        click.echo(json.dumps(render.history_dict(entries), indent=2))
+    else:
+        click.echo(render.history_text(entries), nl=False)
+    return ExitStatus.OK

@@ -1,0 +1,156 @@
+"""The tcptune click group: global options, the namespace switch, and error mapping."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from tcptune import __version__
+from tcptune.exitcodes import ExitStatus, TcptuneError, plugin_status
+
+NETNS_LABEL = "tcptune.netns"  # ctx.meta key: the namespace entered with --netns/--pid
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 80}
+
+
+def _fail(message: str, status: int, check: bool = False) -> NoReturn:
+    if check:  # Nagios plugin guidelines: one line on stdout, and any error is 3 UNKNOWN
+        from tcptune.render import check_error_line
+
+        click.echo(check_error_line(message))
+        sys.exit(int(plugin_status(status)))
+    click.echo(f"tcptune: {message}", err=True)
+    sys.exit(int(status))
+
+
+class TcptuneGroup(click.Group):
+    """A click group that maps every exception to one stderr line and an ExitStatus."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> NoReturn:
+        argv = list(sys.argv[1:] if args is None else args)
+        debug = "--debug" in argv
+        check = _check_format_requested(argv)  # audit --format check: a monitoring plugin
+        try:
+            result = super().main(
+                argv, prog_name or "tcptune", complete_var, standalone_mode=False, **extra
+            )
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            if check:
+                _fail(exc.format_message(), ExitStatus.USAGE, check)
+            exc.show()
+            sys.exit(int(ExitStatus.USAGE))
+        except click.ClickException as exc:
+            if check:
+                _fail(exc.format_message(), ExitStatus.USAGE, check)
+            exc.show()
+            sys.exit(int(ExitStatus.USAGE))
+        except (click.Abort, KeyboardInterrupt):
+            _fail("interrupted", 130, check)
+        except TcptuneError as exc:
+            if debug:
+                raise
+            _fail(str(exc), exc.status, check)
+        except Exception as exc:
+            if debug:
+                raise
+            _fail(
+                f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+                ExitStatus.INTERNAL,
+                check,
+            )
+        status = int(result) if isinstance(result, int) else 0
+        sys.exit(int(plugin_status(status)) if check else status)
+
+
+PROFILE_DIR_OPTION = click.option(
+    "--profile-dir",
+    "profile_dirs",
+    multiple=True,
+    metavar="DIR",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Also look for profiles here (before ~/.config and /etc). Repeatable.",
+)
+
+
+@click.group(cls=TcptuneGroup, context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, prog_name="tcptune")
+@click.option(
+    "--proc-root",
+    default="/proc",
+    show_default=True,
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    envvar="TCPTUNE_PROC_ROOT",
+    help="Read this procfs tree, e.g. a host's /proc mounted at /host/proc.",
+)
+@click.option(
+    "--netns",
+    "netns_name",
+    metavar="NAME",
+    help="Work in the network namespace NAME (made with `ip netns add`).",
+)
+@click.option(
+    "--pid",
+    "netns_pid",
+    type=int,
+    metavar="PID",
+    help="Work in the network namespace of process PID (e.g. a container).",
+)
+@click.option("--debug", is_flag=True, help="Show the traceback of an error.")
+@click.pass_context
+def cli(
+    ctx: click.Context, proc_root: Path, netns_name: str | None, netns_pid: int | None, debug: bool
+) -> None:
+    """Inspect, explain and safely tune Linux TCP teardown and keepalive settings.
+
+    \b
+    Examples:
+      tcptune audit                      what the settings and sockets say
+      tcptune audit --profile server-profile
+      tcptune audit --json | jq .sockets machine-readable, schema 1
+      sudo tcptune apply server-profile  the plan; add --apply to write
+      sudo tcptune --pid 4242 audit      inside a container's namespace
+      tcptune explain close-wait         the built-in reference
+    """
+    from tcptune.procfs import ProcFS
+
+    ctx.obj = ProcFS(proc_root)
+    if (netns_name is not None or netns_pid is not None) and ctx.invoked_subcommand not in (
+        None,
+        "explain",
+        "profiles",
+        "history",
+    ):
+        from tcptune import netns
+
+        path, label = netns.namespace_path(netns_name, netns_pid, ctx.obj)
+        ctx.meta[NETNS_LABEL] = netns.enter(path, label).label
+
+
+def _check_format_requested(argv: Sequence[str]) -> bool:
+    """Return whether the raw command line asks for --format check (even if it fails to parse)."""
+    for index, word in enumerate(argv):
+        if word == "--":
+            break
+        following = argv[index + 1 : index + 2]
+        if word == "--format=check" or (word == "--format" and following == ["check"]):
+            return True
+    return False
+
+
+def profile_locator(profile_dirs: tuple[Path, ...]) -> Any:
+    """Return a ProfileLocator over --profile-dir, then ~/.config and /etc, then shipped."""
+    from tcptune.profiles import ProfileLocator, default_profile_dirs
+
+    return ProfileLocator((*profile_dirs, *default_profile_dirs()))

@@ -1,0 +1,230 @@
+"""Commands that read: audit (every output format) and watch."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tcptune.cli.group import NETNS_LABEL, PROFILE_DIR_OPTION, cli
+from tcptune.exitcodes import ExitStatus, TcptuneError
+
+
+@cli.command()
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json", "prometheus", "check"]),
+    help="text (the default), json (schema 1), prometheus (for node_exporter's "
+    "textfile collector) or check (one Nagios plugin line; any error exits 3).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="Write the report to FILE atomically (temporary file, fsync, rename).",
+)
+@click.option(
+    "--profile",
+    "profile",
+    metavar="NAME|FILE",
+    help="Compare the settings with this profile (see `tcptune profiles`).",
+)
+@PROFILE_DIR_OPTION
+@click.option(
+    "--ignore",
+    "ignore",
+    multiple=True,
+    metavar="ID[:SUBJECT]",
+    help="Suppress a finding by ID, or one occurrence as ID:SUBJECT. Repeatable.",
+)
+@click.option(
+    "--owners/--no-owners",
+    default=True,
+    show_default=True,
+    help="Name the processes holding CLOSE_WAIT sockets and shared listeners. Costs a "
+    "readlink per open descriptor on the host: skip it for frequent monitoring runs.",
+)
+@click.option(
+    "--interval",
+    type=float,
+    metavar="SECONDS",
+    help="Read the counters twice, SECONDS apart, and report rates per second.",
+)
+@click.option(
+    "--source",
+    type=click.Choice(["auto", "netlink", "procfs"]),
+    default="auto",
+    show_default=True,
+    help="Where to read socket states: auto uses netlink sock_diag on the live "
+    "/proc and the /proc/net/tcp tables otherwise.",
+)
+@click.pass_obj
+def audit(
+    procfs: Any,
+    output_format: str | None,
+    as_json: bool,
+    output: Path | None,
+    profile: str | None,
+    profile_dirs: tuple[Path, ...],
+    ignore: tuple[str, ...],
+    owners: bool,
+    interval: float | None,
+    source: str,
+) -> ExitStatus:
+    """Report TCP settings, sockets per state and counters, with findings.
+
+    \b
+    Examples:
+      tcptune audit
+      tcptune audit --profile server-profile
+      tcptune audit --interval 10 --ignore keepalive
+      tcptune audit --json > audit.json
+      tcptune --proc-root /host/proc audit --source procfs
+      tcptune audit --format check          a Nagios/Icinga check
+      tcptune audit --format prometheus --output DIR/tcptune.prom
+
+    \b
+    Exit status: 0 healthy, 1 warnings, 2 critical, 3 the inspection was
+    incomplete; 64 usage, 65 bad profile, 69 no such profile, 70 internal,
+    74 --output not written. With --format check every error is 3 UNKNOWN.
+    """
+    from tcptune import render
+    from tcptune.audit import run_audit
+    from tcptune.inspector import SocketSource
+    from tcptune.profiles import default_profile_dirs
+
+    chosen = _audit_format(output_format, as_json)
+    result = run_audit(
+        procfs,
+        netns_name=click.get_current_context().meta.get(NETNS_LABEL),
+        source=SocketSource(source),
+        profile=profile,
+        profile_dirs=(*profile_dirs, *default_profile_dirs()),
+        ignore=ignore,
+        interval=interval,
+        owners=owners,
+    )
+    _emit(render.audit_output(result, chosen), output)
+    for problem in result.snapshot.problems if chosen != "check" else ():
+        click.echo(f"tcptune: incomplete: {problem.source}: {problem.message}", err=True)
+    return result.status
+
+
+def _audit_format(output_format: str | None, as_json: bool) -> str:
+    """Return the audit's output format; --json is another way to say --format json."""
+    from tcptune.exitcodes import UsageError
+
+    if as_json and output_format not in (None, "json"):
+        raise UsageError(f"--json means --format json; it cannot go with --format {output_format}")
+    return "json" if as_json else output_format or "text"
+
+
+def _emit(text: str, output: Path | None) -> None:
+    """Print ``text``, or replace ``output`` with it atomically so no reader sees half a file."""
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    from tcptune.atomicfile import atomic_write
+    from tcptune.procfs import describe_os_error
+
+    try:
+        atomic_write(output, text)
+    except OSError as exc:
+        raise TcptuneError(
+            f"cannot write {output}: {describe_os_error(exc)}", status=ExitStatus.WRITE_FAILED
+        ) from exc
+
+
+@cli.command()
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=2.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Refresh every SECONDS.",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Stop after N refreshes (default: run until q or Ctrl-C).",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object per refresh (JSON lines)."
+)
+@click.option(
+    "--source",
+    type=click.Choice(["auto", "netlink", "procfs"]),
+    default="auto",
+    show_default=True,
+    help="Where to read socket states, as for audit.",
+)
+@click.pass_obj
+def watch(
+    procfs: Any, interval: float, count: int | None, as_json: bool, source: str
+) -> ExitStatus:
+    """Watch sockets per state and TCP counter rates live, marking what is rising.
+
+    On a terminal the screen is redrawn every --interval; rising trouble is
+    bold red: CLOSE_WAIT growing, TIME_WAIT past 80% of tcp_max_tw_buckets,
+    listen overflows or drops, TIME_WAIT overflows, memory aborts. q or
+    Ctrl-C quits. Piped or redirected, it prints one line per refresh with ▲
+    on what is rising (--json: one JSON object per line). Each refresh is one
+    counts-only inspection (one sock_diag dump, no per-socket details), cheap
+    with hundreds of thousands of sockets.
+
+    \b
+    Examples:
+      tcptune watch
+      tcptune watch --interval 1 --count 300 >> incident.log
+      tcptune watch --json | jq -c .sockets.states.CLOSE_WAIT
+      sudo tcptune --pid 4242 watch          a container's namespace
+
+    \b
+    Exit status: 0 after --count refreshes or when quit on the terminal;
+    130 Ctrl-C in line mode; 64 usage.
+    """
+    import os
+
+    from tcptune import render
+    from tcptune import watch as live
+    from tcptune.inspector import SocketSource, inspect
+    from tcptune.snapshot import Snapshot
+
+    netns_name = click.get_current_context().meta.get(NETNS_LABEL)
+
+    def take() -> Snapshot:
+        return inspect(procfs, source=SocketSource(source), netns_name=netns_name)
+
+    full_screen = sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+    from tcptune import terminal
+
+    if as_json or not full_screen:
+        line = render.watch_json if as_json else render.watch_line
+        try:
+            live.run_watch(
+                take, lambda frame: click.echo(line(frame)), interval=interval, count=count
+            )
+        except BrokenPipeError:  # the reader left (`| head`): an end, like a closed terminal
+            terminal.discard_stdout()
+        return ExitStatus.OK
+
+    styled = not os.environ.get("NO_COLOR")  # https://no-color.org
+
+    def on_screen(screen: terminal.FullScreen) -> None:
+        def show(frame: live.Frame) -> None:
+            screen.draw(render.watch_screen(frame, *screen.size(), styled))
+
+        live.run_watch(take, show, interval=interval, count=count, read_key=screen.read_key)
+
+    try:
+        keys: int | None = sys.stdin.fileno()
+    except (AttributeError, ValueError, OSError):
+        keys = None
+    terminal.run_fullscreen(on_screen, sys.stdout.fileno(), keys)
+    return ExitStatus.OK

@@ -1,0 +1,96 @@
+"""Commands for the built-in knowledge: profiles, profiles show, explain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tcptune.cli.group import PROFILE_DIR_OPTION, cli, profile_locator
+from tcptune.exitcodes import ExitStatus
+
+
+@cli.group(invoke_without_command=True)
+@PROFILE_DIR_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+@click.pass_context
+def profiles(ctx: click.Context, profile_dirs: tuple[Path, ...], as_json: bool) -> ExitStatus:
+    """List workload profiles, or show one with `profiles show NAME`.
+
+    \b
+    Profiles are searched in --profile-dir, ~/.config/tcptune/profiles,
+    /etc/tcptune/profiles, then the ones shipped with tcptune.
+
+    \b
+    Examples:
+      tcptune profiles
+      tcptune profiles show server-profile
+    """
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = profile_locator(profile_dirs)
+        return ExitStatus.OK
+    from tcptune import render
+
+    locator = profile_locator(profile_dirs)
+    loaded = [locator.load(source.path) for source in locator.available()]
+    click.echo(
+        render.profiles_json(loaded) if as_json else render.profiles_text(loaded), nl=not as_json
+    )
+    return ExitStatus.OK
+
+
+@profiles.command("show")
+@click.argument("name", metavar="NAME|FILE")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+@click.pass_obj
+def profiles_show(locator: Any, name: str, as_json: bool) -> ExitStatus:
+    """Show one profile with inheritance resolved: each target, why and risk.
+
+    \b
+    Examples:
+      tcptune profiles show server-profile
+      tcptune profiles show ./my-profile.toml --json
+    """
+    from tcptune import render
+
+    profile = locator.load(name)
+    click.echo(
+        render.profile_json(profile) if as_json else render.profile_text(profile), nl=not as_json
+    )
+    return ExitStatus.OK
+
+
+# --------------------------------------------------------------------------- apply, rollback,
+# verify, history (issue #4): the only commands that write, and their records.
+
+
+@cli.command()
+@click.argument("topic", required=False)
+@click.pass_obj
+def explain(_procfs: Any, topic: str | None) -> ExitStatus:
+    """Explain a TCP state, sysctl, socket option or finding ID; alone, list topics.
+
+    \b
+    Examples:
+      tcptune explain                    every topic, one line each
+      tcptune explain close-wait         the state and the finding
+      tcptune explain tcp_fin_timeout    a sysctl (prefix optional)
+      tcptune explain so_linger          a socket option, with C and Python
+      tcptune explain misconceptions     what the web gets wrong
+    """
+    from tcptune import explain as reference
+    from tcptune import render
+    from tcptune.advisor import finding_topics
+    from tcptune.exitcodes import UnavailableError
+
+    topics = reference.with_findings(reference.load_topics(), finding_topics())
+    if topic is None:
+        click.echo(render.topics_text(reference.topic_list(topics)), nl=False)
+        return ExitStatus.OK
+    try:
+        found = reference.find_topic(topics, topic)
+    except reference.UnknownTopic as exc:
+        raise UnavailableError(str(exc)) from exc
+    click.echo(reference.format_topic(found), nl=False)
+    return ExitStatus.OK
