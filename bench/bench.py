@@ -115,9 +115,9 @@ COMMANDS: Final[tuple[CommandSpec, ...]] = (
     ),
     CommandSpec(
         key="tcptune-watch",
-        name="tcptune watch --count 6",
-        argv=(PY, "-m", "tcptune", "watch", "--json", "--interval", "0.1", "--count", "6"),
-        refreshes=5,
+        name="tcptune watch --count 21",
+        argv=(PY, "-m", "tcptune", "watch", "--json", "--interval", "0.1", "--count", "21"),
+        refreshes=20,
         baseline="tcptune-watch-1",
         optional=True,
     ),

@@ -11,9 +11,11 @@ sock_diag.h and inet_diag.h.
 from __future__ import annotations
 
 import os
+import queue
 import socket
 import struct
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 
 from tcptune.snapshot import Endpoint
 from tcptune.sockdetails import TIMER_KEEPALIVE, DetailsBuilder
@@ -121,6 +123,72 @@ def _open() -> socket.socket:
     )
 
 
+# The final chunk of a dump ends with NLMSG_DONE: a 20-byte message (header and
+# an int) flagged NLM_F_MULTI (net/netlink/af_netlink.c netlink_dump_done).
+_DONE_TAIL = struct.Struct("=IHH")
+_DONE_LENGTH = 20
+NLM_F_MULTI = 0x2
+_QUEUED_CHUNKS = 8  # bounds memory at 8 x 64 KiB whatever the socket count
+_READER_POLL = 0.5  # seconds: how often a blocked reader checks that it is still wanted
+
+
+def _ends_dump(chunk: bytearray, size: int) -> bool:
+    """Return whether ``chunk`` is the dump's last: it ends in NLMSG_DONE or is an error."""
+    if size >= 16 and _NLMSGHDR_SHORT.unpack_from(chunk, 0)[1] == NLMSG_ERROR:
+        return True
+    if size < _DONE_LENGTH:
+        return size == 0
+    length, kind, flags = _DONE_TAIL.unpack_from(chunk, size - _DONE_LENGTH)
+    return length == _DONE_LENGTH and kind == NLMSG_DONE and bool(flags & NLM_F_MULTI)
+
+
+def _chunks(sock: socket.socket) -> Iterator[tuple[bytearray, int]]:
+    """Yield what the kernel sends, read ahead by a thread so parsing overlaps the kernel.
+
+    The kernel builds each dump chunk inside recv(), which releases the GIL:
+    a reader thread keeps recv() going while this thread parses the previous
+    chunk, so the wall time is about the larger of the two, not their sum.
+    The queue is bounded, so memory stays flat however many sockets there are.
+    """
+    chunks: queue.Queue[tuple[bytearray, int, BaseException | None]] = queue.Queue(_QUEUED_CHUNKS)
+    stop = threading.Event()
+
+    def offer(item: tuple[bytearray, int, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                chunks.put(item, timeout=_READER_POLL)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                chunk = bytearray(_RECV_BUFFER)
+                try:
+                    size = sock.recv_into(chunk)
+                except TimeoutError:
+                    continue
+                if not offer((chunk, size, None)) or _ends_dump(chunk, size):
+                    return
+        except BaseException as exc:  # handed to the parsing thread, raised there
+            offer((bytearray(), 0, exc))
+
+    sock.settimeout(_READER_POLL)
+    reader = threading.Thread(target=read, name="sock_diag reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            chunk, size, error = chunks.get()
+            if error is not None:
+                raise error
+            yield chunk, size
+    finally:
+        stop.set()
+        reader.join()
+
+
 def _dump_once(
     by_family: dict[int, StateCounts],
     details: DetailsBuilder | None,
@@ -132,7 +200,6 @@ def _dump_once(
     counting and the per-state details are inline, keys stay raw bytes, and
     only LISTEN sockets (few) are decoded on the spot.
     """
-    buffer = bytearray(_RECV_BUFFER)
     unpack_header = _NLMSGHDR_SHORT.unpack_from
     from_bytes = int.from_bytes
     ipv4, ipv6 = by_family[socket.AF_INET], by_family[socket.AF_INET6]
@@ -145,8 +212,7 @@ def _dump_once(
     zero = b"\0\0\0\0"
     with (sock_factory or _open)() as sock:
         sock.sendto(request(1), (0, 0))
-        while True:
-            size = sock.recv_into(buffer)
+        for buffer, size in _chunks(sock):
             if size == 0:
                 raise SockDiagError("netlink socket closed before the dump finished")
             offset = 0
@@ -203,3 +269,4 @@ def _dump_once(
                     if error != 0:  # 0 is an ACK, not an error
                         raise SockDiagError(f"dump refused: {os.strerror(-error)}")
                 offset += (length + 3) & ~3
+    raise SockDiagError("netlink dump ended without NLMSG_DONE")

@@ -52,6 +52,9 @@ class ScriptedNetlink:
     def __exit__(self, *exc: object) -> None:
         return None
 
+    def settimeout(self, seconds: float | None) -> None:
+        return None
+
     def sendto(self, data: bytes, address: Any) -> int:
         self.sent.append(data)
         return len(data)
