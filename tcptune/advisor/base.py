@@ -90,6 +90,8 @@ class Evidence:
             for pid in self._holders.get(inode, ()):
                 per_pid[pid] += 1
                 ports.setdefault(pid, set()).add(port)
+        if not per_pid:
+            return []  # nothing to describe: do not even import psutil
         described = describe_processes(self.procfs, per_pid)
         return [
             OwnerCount(described[pid], count, tuple(sorted(ports[pid])))
