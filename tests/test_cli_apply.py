@@ -6,8 +6,6 @@ import fcntl
 import json
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from tcptune.exitcodes import ExitStatus
 from tcptune.procfs import ProcFS
 from tests.apply_support import write_profile
 from tests.lab import fresh_netns, require_netns_capability, skip_or_fail
-from tests.lab.privileges import UNPRIVILEGED
+from tests.lab.privileges import UNPRIVILEGED, run_tcptune
 
 pytestmark = pytest.mark.kernel
 
@@ -152,26 +150,15 @@ def test_an_unknown_profile_or_a_held_lock(netns: str, dirs: dict[str, str]) -> 
     assert "another tcptune apply or rollback holds" in err
 
 
-def tcptune(*args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    """Run tcptune in a subprocess; it inherits the test thread's network namespace."""
-    return subprocess.run(
-        [*prefix, sys.executable, "-m", "tcptune", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-
-
 def test_a_non_root_user_gets_one_clear_line_and_exit_77(netns: str, dirs: dict[str, str]) -> None:
     if shutil.which("setpriv") is None:
         skip_or_fail("setpriv (util-linux) is not installed")
     before = live(FIN)
     args = ("apply", dirs["profile"], "--state-dir", dirs["state"])
-    plan = tcptune(*args, prefix=UNPRIVILEGED)
+    plan = run_tcptune(*args, prefix=UNPRIVILEGED)
     assert plan.returncode == 0, plan.stderr
     assert f"sudo tcptune apply {dirs['profile']} --apply --state-dir" in plan.stdout
-    result = tcptune(*args, "--apply", prefix=UNPRIVILEGED)
+    result = run_tcptune(*args, "--apply", prefix=UNPRIVILEGED)
     assert result.returncode == ExitStatus.NO_PERMISSION == 77
     assert result.stdout == "" and result.stderr.count("\n") == 1
     assert "needs root (or CAP_NET_ADMIN) and you are nobody (uid 65534)" in result.stderr
@@ -188,7 +175,7 @@ def test_a_read_only_proc_sys_gets_a_clear_message(netns: str, dirs: dict[str, s
     remount = 'mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && exec "$@"'
     prefix = ("unshare", "--mount", "--propagation", "private", "sh", "-c", remount, "sh")
     args = ("apply", dirs["profile"], "--apply", "--state-dir", dirs["state"])
-    result = tcptune(*args, prefix=prefix)
+    result = run_tcptune(*args, prefix=prefix)
     assert result.returncode == ExitStatus.NO_PERMISSION, result.stderr
     assert "/proc/sys/net/ipv4 is mounted read-only" in result.stderr
     assert live(FIN) == before and not Path(dirs["state"]).exists()

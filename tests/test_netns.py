@@ -12,18 +12,7 @@ import pytest
 
 from tcptune.exitcodes import ExitStatus
 from tests.lab import require_netns_capability, skip_or_fail
-from tests.lab.privileges import UNPRIVILEGED
-
-
-def tcptune(*args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    """Run tcptune in a subprocess: entering a namespace must not move the test itself."""
-    return subprocess.run(
-        [*prefix, sys.executable, "-m", "tcptune", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+from tests.lab.privileges import UNPRIVILEGED, run_tcptune
 
 
 @pytest.fixture
@@ -54,15 +43,17 @@ def named_netns() -> Iterator[str]:
 
 @pytest.mark.kernel
 def test_audit_reads_the_named_namespace(named_netns: str) -> None:
-    result = tcptune("--netns", named_netns, "audit", "--json")
+    result = run_tcptune("--netns", named_netns, "audit", "--json")
     document = json.loads(result.stdout)
     assert document["context"]["netns"] == f"netns {named_netns}"
     assert document["context"]["initial_netns"] is False
     assert document["sysctls"]["net.ipv4.tcp_fin_timeout"]["value"] == 23
     assert document["sockets"]["total"] == 0
-    text = tcptune("--netns", named_netns, "audit").stdout
+    text = run_tcptune("--netns", named_netns, "audit").stdout
     assert f"netns {named_netns}" in text.splitlines()[1]
-    plan = json.loads(tcptune("--netns", named_netns, "apply", "server-profile", "--json").stdout)
+    plan = json.loads(
+        run_tcptune("--netns", named_netns, "apply", "server-profile", "--json").stdout
+    )
     assert plan["context"]["netns"] == f"netns {named_netns}"
     fin = next(item for item in plan["items"] if item["name"] == "net.ipv4.tcp_fin_timeout")
     assert (fin["current"], fin["desired"], fin["action"]) == (23, 30, "change")
@@ -91,7 +82,7 @@ def test_audit_reads_a_process_namespace_with_its_sockets() -> None:
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
-        result = tcptune("--pid", str(holder.pid), "audit", "--json")
+        result = run_tcptune("--pid", str(holder.pid), "audit", "--json")
         document = json.loads(result.stdout)
         states = document["sockets"]["states"]
         assert states["LISTEN"]["total"] == 1
@@ -105,22 +96,22 @@ def test_audit_reads_a_process_namespace_with_its_sockets() -> None:
 
 
 def test_missing_namespace_and_process_are_unavailable() -> None:
-    result = tcptune("--netns", "tcptune-no-such-ns", "audit")
+    result = run_tcptune("--netns", "tcptune-no-such-ns", "audit")
     assert result.returncode == ExitStatus.UNAVAILABLE
     assert (
         result.stderr == "tcptune: no network namespace 'tcptune-no-such-ns' "
         "(see `ip netns list`)\n"
     )
-    result = tcptune("--pid", "2147483647", "audit")
+    result = run_tcptune("--pid", "2147483647", "audit")
     assert result.returncode == ExitStatus.UNAVAILABLE
     assert result.stderr == "tcptune: no process 2147483647\n"
-    both = tcptune("--pid", "1", "--netns", "x", "audit")
+    both = run_tcptune("--pid", "1", "--netns", "x", "audit")
     assert both.returncode == ExitStatus.USAGE
 
 
 @pytest.mark.kernel
 def test_unprivileged_user_is_told_what_is_needed() -> None:
-    result = tcptune("--pid", "1", "audit", prefix=UNPRIVILEGED)
+    result = run_tcptune("--pid", "1", "audit", prefix=UNPRIVILEGED)
     assert result.returncode == ExitStatus.NO_PERMISSION, result.stderr
     assert result.stderr.startswith("tcptune: netns of pid 1")
     assert "Traceback" not in result.stderr
