@@ -52,10 +52,14 @@ def run_audit(
         first = inspect(procfs, source=source, netns_name=netns_name)
         started = time.monotonic()
         sleep(interval)
-        snapshot = inspect(procfs, source=source, details=True, netns_name=netns_name)
+        snapshot = inspect(
+            procfs, source=source, details=True, socket_inodes=owners, netns_name=netns_name
+        )
         elapsed = max(time.monotonic() - started, 1e-9)
         rates = counter_rates(first.counters, snapshot.counters, elapsed)
     else:
-        snapshot = inspect(procfs, source=source, details=True, netns_name=netns_name)
+        snapshot = inspect(
+            procfs, source=source, details=True, socket_inodes=owners, netns_name=netns_name
+        )
     evidence = Evidence(snapshot, procfs, loaded, rates, interval, owners)
     return AuditResult(snapshot, loaded, tuple(advise(evidence, ignore)), interval)

@@ -174,6 +174,7 @@ def read_sockets(
     want_details: bool,
     problems: list[Problem],
     netlink: NetlinkFactory | None = None,
+    socket_inodes: bool = True,
 ) -> SocketCounts | None:
     """Count TCP sockets by state from the chosen source, falling back from netlink."""
     use_netlink = source is SocketSource.NETLINK or (
@@ -182,7 +183,7 @@ def read_sockets(
     fallback: list[str] = []
     if use_netlink:
         try:
-            builder = DetailsBuilder(decode_key) if want_details else None
+            builder = DetailsBuilder(decode_key, socket_inodes) if want_details else None
             return read_sockets_netlink(builder, problems, netlink)
         except (OSError, SockDiagError) as exc:
             reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
@@ -191,7 +192,10 @@ def read_sockets(
                 return None
             fallback.append(f"netlink sock_diag unavailable ({reason}); read /proc/net/tcp")
     return read_sockets_procfs(
-        procfs, DetailsBuilder() if want_details else None, problems, fallback
+        procfs,
+        DetailsBuilder(keep_inodes=socket_inodes) if want_details else None,
+        problems,
+        fallback,
     )
 
 
@@ -200,11 +204,16 @@ def inspect(
     *,
     source: SocketSource = SocketSource.AUTO,
     details: bool = False,
+    socket_inodes: bool = True,
     netns_name: str | None = None,
     clock: float | None = None,
     netlink: NetlinkFactory | None = None,
 ) -> Snapshot:
-    """Read settings, socket states and counters into a Snapshot; never raises for bad files."""
+    """Read settings, socket states and counters into a Snapshot; never raises for bad files.
+
+    ``details`` also aggregates per-socket facts in the same pass;
+    ``socket_inodes`` keeps CLOSE_WAIT inodes for attribution to processes.
+    """
     procfs = procfs or ProcFS(LIVE_PROC)
     problems: list[Problem] = []
     context = read_context(procfs, netns_name)
@@ -221,7 +230,7 @@ def inspect(
             auxiliary[name] = int(procfs.sysctl_path(name).read_text().strip())
         except (OSError, ValueError):
             continue
-    sockets = read_sockets(procfs, source, details, problems, netlink)
+    sockets = read_sockets(procfs, source, details, problems, netlink, socket_inodes)
     counters = read_counters(procfs, problems)
     return Snapshot(
         taken_at=time.time() if clock is None else clock,

@@ -28,8 +28,11 @@ def _identity(key: Hashable) -> Endpoint:
 class DetailsBuilder:
     """Collect keepalive, FIN_WAIT_2, CLOSE_WAIT, listener and TIME_WAIT facts."""
 
-    def __init__(self, decode: Decode = _identity) -> None:
+    def __init__(self, decode: Decode = _identity, keep_inodes: bool = True) -> None:
         self.decode = decode
+        # CLOSE_WAIT inodes only serve attribution to processes; without it
+        # (--no-owners) they are not kept, so memory stays flat.
+        self.keep_inodes = keep_inodes
         self.established_keepalive = 0
         self.fin_wait2_orphaned = 0
         self.fin_wait2_held = 0
@@ -53,7 +56,7 @@ class DetailsBuilder:
     def close_wait(self, local: Hashable, port: int, inode: int) -> None:
         """Count a CLOSE_WAIT socket under its local endpoint and keep its inode."""
         self.close_wait_by_local[local] += 1
-        if inode:
+        if inode and self.keep_inodes:
             self.close_wait_inodes[inode] = port
 
     def listener(self, local: Endpoint, queued: int, backlog: int, inode: int, uid: int) -> None:

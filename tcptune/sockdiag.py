@@ -107,7 +107,7 @@ def dump_counts(
     """
     for _attempt in range(MAX_DUMP_ATTEMPTS):
         ipv4, ipv6 = [0] * 256, [0] * 256
-        builder = DetailsBuilder(decode_key) if details is not None else None
+        builder = DetailsBuilder(decode_key, details.keep_inodes) if details is not None else None
         if _dump_once({socket.AF_INET: ipv4, socket.AF_INET6: ipv6}, builder, sock_factory):
             if details is not None and builder is not None:
                 details.merge(builder)
@@ -204,6 +204,7 @@ def _dump_once(
     from_bytes = int.from_bytes
     ipv4, ipv6 = by_family[socket.AF_INET], by_family[socket.AF_INET6]
     want = details is not None
+    keep_inodes = details is not None and details.keep_inodes
     interrupted = False
     keepalive = orphaned = held = 0
     close_wait_inodes: dict[int, int] = {}
@@ -244,7 +245,7 @@ def _dump_once(
                         local = (family, port, bytes(buffer[offset + 24 : offset + 40]))
                         close_wait_local[local] = close_wait_local.get(local, 0) + 1
                         inode = from_bytes(buffer[offset + 84 : offset + 88], "little")
-                        if inode:
+                        if inode and keep_inodes:
                             close_wait_inodes[inode] = port
                     elif state == 5:  # FIN_WAIT2: inode 0 means orphaned
                         if buffer[offset + 84 : offset + 88] == zero:

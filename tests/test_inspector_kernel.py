@@ -128,3 +128,16 @@ def test_counters_move_with_real_traffic(lab: SocketLab) -> None:
     assert after.tcp_ext["TCPAbortOnData"] - before.tcp_ext["TCPAbortOnData"] == 3
     assert after.tcp_ext["TCPAbortOnClose"] - before.tcp_ext["TCPAbortOnClose"] == 2
     assert after.tcp["ActiveOpens"] - before.tcp["ActiveOpens"] == 5
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("source", SOURCES)
+def test_inodes_are_kept_only_when_asked(lab: SocketLab, source: SocketSource) -> None:
+    lab.close_wait(4)
+    kept = inspect(ProcFS(), source=source, details=True)
+    skipped = inspect(ProcFS(), source=source, details=True, socket_inodes=False)
+    assert kept.sockets is not None and skipped.sockets is not None
+    assert kept.sockets.details is not None and skipped.sockets.details is not None
+    assert len(kept.sockets.details.close_wait_inodes) == 4
+    assert skipped.sockets.details.close_wait_inodes == {}
+    assert skipped.sockets.details.close_wait == 4  # still counted per local endpoint
