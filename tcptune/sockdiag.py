@@ -14,6 +14,7 @@ import os
 import queue
 import socket
 import struct
+import sys
 import threading
 from collections.abc import Callable, Iterator
 
@@ -202,6 +203,7 @@ def _dump_once(
     """
     unpack_header = _NLMSGHDR_SHORT.unpack_from
     from_bytes = int.from_bytes
+    byteorder = sys.byteorder  # inet_diag_msg fields after the sockid are host-endian
     ipv4, ipv6 = by_family[socket.AF_INET], by_family[socket.AF_INET6]
     want = details is not None
     keep_inodes = details is not None and details.keep_inodes
@@ -244,7 +246,7 @@ def _dump_once(
                         port = buffer[offset + 20] << 8 | buffer[offset + 21]
                         local = (family, port, bytes(buffer[offset + 24 : offset + 40]))
                         close_wait_local[local] = close_wait_local.get(local, 0) + 1
-                        inode = from_bytes(buffer[offset + 84 : offset + 88], "little")
+                        inode = from_bytes(buffer[offset + 84 : offset + 88], byteorder)
                         if inode and keep_inodes:
                             close_wait_inodes[inode] = port
                     elif state == 5:  # FIN_WAIT2: inode 0 means orphaned

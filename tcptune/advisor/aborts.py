@@ -9,23 +9,27 @@ from tcptune.findings import Finding, Severity
 
 LINGER_ZERO = FindingDoc(
     "linger-zero",
-    "Connections reset by close() with SO_LINGER {on, 0} (TCPAbortOnData)",
+    "Resets when closing with data in flight (TCPAbortOnData, often SO_LINGER {1, 0})",
     "SO_LINGER with a zero timeout turns close() into a reset",
     "With SO_LINGER set to l_onoff=1, l_linger=0, close() does not send FIN: the kernel "
     "discards any unsent data and sends RST, and the peer sees 'connection reset by peer'; "
-    "no TIME_WAIT is left. TcpExt TCPAbortOnData counts these closes, and also resets sent "
-    "because data arrived after the application closed its side. TCPAbortOnLinger counts "
-    "something else (orphaned FIN_WAIT_2 sockets killed because TCP_LINGER2 is negative). "
-    "A zero linger is legitimate only where losing in-flight data is acceptable and "
-    "TIME_WAIT must be avoided on the active closer, e.g. aborting a connection already "
-    "known to be broken, or load-test clients. Using it to 'avoid a blocking close' or to "
-    "'clear CLOSE_WAIT' is wrong: close() does not block without a positive linger, and "
-    "CLOSE_WAIT is on the other side's application.",
+    "no TIME_WAIT is left. TcpExt TCPAbortOnData counts such closes when no received data "
+    "was unread (with unread data the close counts in TCPAbortOnClose instead), resets sent "
+    "because data or an out-of-order FIN arrived after the application closed, and orphans "
+    "killed on reaching FIN_WAIT_2 with a negative TCP_LINGER2. TCPAbortOnLinger counts "
+    "only close() on a socket already in FIN_WAIT_2 with a negative TCP_LINGER2. A zero "
+    "linger is legitimate only where losing in-flight data is acceptable and TIME_WAIT must "
+    "be avoided on the active closer, e.g. aborting a connection already known to be "
+    "broken, or load-test clients. Using it to 'avoid a blocking close' or to 'clear "
+    "CLOSE_WAIT' is wrong: close() does not block without a positive linger, and CLOSE_WAIT "
+    "ends only when the application holding it calls close(); SO_LINGER changes what "
+    "close() does, not whether it is called.",
     (
         "man 7 socket (SO_LINGER)",
         "net/ipv4/tcp.c __tcp_close",
         "net/ipv4/tcp_input.c tcp_rcv_state_process",
-        "RFC 9293 §3.10.4 (ABORT)",
+        "Documentation/networking/snmp_counter.rst",
+        "RFC 9293 §3.10.5 (ABORT)",
     ),
 )
 ABORT_ON_CLOSE = FindingDoc(
@@ -44,13 +48,17 @@ LISTEN_OVERFLOW = FindingDoc(
     "A full accept queue drops handshakes: raise backlog or accept faster",
     "ListenOverflows counts handshakes dropped because a listener's accept queue was full "
     "(the application does not call accept() fast enough); ListenDrops counts those plus "
-    "other drops on a listener. The accept queue is min(listen() backlog, "
-    "net.core.somaxconn); the SYN queue of half-open connections is bounded by "
-    "tcp_max_syn_backlog (with tcp_syncookies=1, cookies take over when it fills). Clients "
-    "see retransmitted SYNs: connect() taking 1, 3, 7 seconds.",
+    "other drops on a listener. The accept queue holds min(listen() backlog, "
+    "net.core.somaxconn); the queue of half-open connections counts as full at the same "
+    "limit, and with tcp_syncookies=1 (the default) SYN cookies take over then. "
+    "tcp_max_syn_backlog only matters when tcp_syncookies=0, where it keeps the last "
+    "quarter of the queue for peers already seen. Clients see slow connects (retransmitted "
+    "SYNs), or connections that are open but stall on their first request: the final ACK "
+    "was dropped and the server retransmits its SYN-ACK.",
     (
         "ip-sysctl.rst: somaxconn, tcp_max_syn_backlog, tcp_syncookies",
         "man 2 listen",
+        "net/ipv4/tcp_input.c tcp_conn_request",
         "net/ipv4/tcp_ipv4.c tcp_v4_syn_recv_sock",
     ),
 )
@@ -105,7 +113,7 @@ def check_listen_overflow(ev: Evidence) -> Iterator[Finding]:
     full = [
         item
         for item in (ev.details.listeners if ev.details else ())
-        if item.backlog and item.queued >= item.backlog
+        if item.backlog and item.queued > item.backlog  # include/net/sock.h sk_acceptq_is_full
     ]
     if not overflows and not drops and not full:
         return
@@ -126,7 +134,7 @@ def check_listen_overflow(ev: Evidence) -> Iterator[Finding]:
         evidence,
         "First make the application accept faster (more workers, no blocking in the accept "
         "loop); then raise its listen() backlog and net.core.somaxconn together (the smaller "
-        "one wins), and tcp_max_syn_backlog for SYN floods of legitimate clients.",
+        "one wins). Keep tcp_syncookies=1 so a full SYN queue falls back to cookies.",
         data={
             "overflows": overflows,
             "drops": drops,

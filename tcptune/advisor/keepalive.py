@@ -10,12 +10,16 @@ from tcptune.snapshot import keepalive_detection_seconds
 from tcptune.tcpstates import TcpState
 from tcptune.units import duration
 
-# Idle timeouts after which common middleboxes forget a TCP flow silently.
-# AWS NLB: 350 s (AWS Elastic Load Balancing docs, "Connection idle timeout");
-# Azure Load Balancer: 4 min default; Google Cloud NAT: 1200 s established.
+# Default idle timeouts after which common middleboxes forget a TCP flow
+# silently, shortest first. Azure Load Balancer: 4 min (Azure docs, "Load
+# Balancer TCP Reset and Idle Timeout"); AWS NLB: 350 s (AWS docs, "Update the
+# TCP idle timeout for your Network Load Balancer listener"); Google Cloud VPC
+# firewall connection tracking: 10 min; Google Cloud NAT: 1200 s established
+# (tcpEstablishedIdleTimeoutSec).
 MIDDLEBOX_IDLE_TIMEOUTS = (
-    ("AWS NLB", 350),
     ("Azure Load Balancer", 240),
+    ("AWS NLB", 350),
+    ("Google Cloud VPC firewall", 600),
     ("Google Cloud NAT", 1200),
 )
 # Below these a brief network blip kills healthy idle connections; this is the
@@ -29,15 +33,21 @@ KEEPALIVE = FindingDoc(
     "Keepalive sysctls only affect sockets that set SO_KEEPALIVE",
     "tcp_keepalive_time, _intvl and _probes are defaults for sockets that enable "
     "SO_KEEPALIVE; sockets that set TCP_KEEPIDLE, TCP_KEEPINTVL or TCP_KEEPCNT override "
-    "them, TCP_USER_TIMEOUT bounds how long probes may go unanswered, and sockets without "
-    "SO_KEEPALIVE are never probed at all. An idle connection's dead peer is noticed after "
-    "time + intvl × probes. Middleboxes (NAT gateways, load balancers, firewalls) drop "
-    "idle flows silently after their own timeout, often minutes: a first probe later than "
-    "that arrives too late to keep the flow alive. Keepalive never clears CLOSE_WAIT.",
+    "them, and sockets without SO_KEEPALIVE are never probed at all. With TCP_USER_TIMEOUT "
+    "set, TCP_KEEPCNT is ignored: the connection is reset at the first keepalive timer "
+    "after the total silence exceeds the user timeout (once a probe was sent). An idle "
+    "connection's dead peer is noticed after time + intvl × probes of silence; a live idle "
+    "peer gets one probe every tcp_keepalive_time. Middleboxes (NAT gateways, load "
+    "balancers, firewalls) drop idle flows silently after their own timeout, often "
+    "minutes: a first probe later than that arrives too late to keep the flow alive. "
+    "Keepalive does not fix CLOSE_WAIT: at best it resets a connection whose peer is gone, "
+    "which removes it from the CLOSE_WAIT count while the descriptor still leaks until "
+    "close().",
     (
         "ip-sysctl.rst: tcp_keepalive_time, tcp_keepalive_intvl, tcp_keepalive_probes",
         "man 7 tcp (TCP_KEEPIDLE, TCP_USER_TIMEOUT)",
         "man 7 socket (SO_KEEPALIVE)",
+        "net/ipv4/tcp_timer.c tcp_keepalive_timer",
         "RFC 1122 §4.2.3.6",
     ),
 )
@@ -47,10 +57,12 @@ KEEPALIVE_AGGRESSIVE = FindingDoc(
     "Very short keepalive (e.g. 30/2/2) trades false resets for speed",
     "With keepalive probes only seconds apart and few of them, a peer that is briefly "
     "unreachable (a failover, a congested link, a paused VM) is declared dead and its "
-    "connection reset, though it would have recovered. Every idle keepalive socket also "
-    "sends a probe each interval once idle. The widely copied time=30, intvl=2, probes=2 "
-    "gives up after 4 seconds of silence. It is usually advised to clear CLOSE_WAIT, which "
-    "it cannot do.",
+    "connection reset, though it would have recovered. Each idle keepalive socket sends "
+    "one probe every tcp_keepalive_time; probes come every tcp_keepalive_intvl only after "
+    "one goes unanswered. The widely copied time=30, intvl=2, probes=2 declares the peer "
+    "dead 4 s after the first unanswered probe (34 s of total silence), so a 4-second blip "
+    "at the wrong moment kills the connection. It is usually advised to clear CLOSE_WAIT, "
+    "which it cannot do.",
     (
         "ip-sysctl.rst: tcp_keepalive_intvl",
         "RFC 1122 §4.2.3.6 (MUST default to no less than two hours)",
@@ -70,7 +82,7 @@ def check_keepalive(ev: Evidence) -> Iterator[Finding]:
     armed = ev.details.established_keepalive if ev.details else None
     if armed is not None:
         evidence.append(
-            f"{armed} of {established} ESTABLISHED sockets have a keepalive "
+            f"at least {armed} of {established} ESTABLISHED sockets have a keepalive "
             "timer armed: a sysctl change touches those (unless they set "
             "TCP_KEEPIDLE etc. themselves)"
         )
@@ -113,14 +125,14 @@ def check_keepalive_aggressive(ev: Evidence) -> Iterator[Finding]:
     if idle >= AGGRESSIVE_TIME and window >= AGGRESSIVE_FAILURE_WINDOW:
         return
     evidence = [
-        f"tcp_keepalive_time={idle} intvl={interval} probes={probes}: a peer silent "
-        f"for {window} s is declared dead"
+        f"tcp_keepalive_time={idle} intvl={interval} probes={probes}: the peer is declared "
+        f"dead {window} s after the first unanswered probe"
     ]
     armed = ev.details.established_keepalive if ev.details else None
     if armed:
         evidence.append(
-            f"{armed} sockets probe every {interval} s once idle "
-            f"({armed / max(interval, 1):.0f} probes/s at most)"
+            f"at least {armed} sockets probe once every {idle} s while idle "
+            f"({armed / max(idle, 1):.1f} probes/s)"
         )
     yield finding(
         KEEPALIVE_AGGRESSIVE,

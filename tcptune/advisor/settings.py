@@ -73,8 +73,9 @@ REUSEPORT = FindingDoc(
     "program). Any process of the same effective user can bind another such listener "
     "and take a share. Closing one listener resets the connections queued on it unless "
     "net.ipv4.tcp_migrate_req=1 (Linux 5.14+). On Linux SO_REUSEADDR never allows two "
-    "listeners on one address and port; it only allows binding over TIME_WAIT (unlike BSD "
-    "and Windows, where it allows more).",
+    "listeners on one address and port: it only lets bind() succeed while non-listening "
+    "sockets (TIME_WAIT or any other state) still hold the port, and only if they set "
+    "SO_REUSEADDR too (unlike BSD and Windows, where it allows more).",
     (
         "man 7 socket (SO_REUSEPORT, SO_REUSEADDR)",
         "ip-sysctl.rst: tcp_migrate_req",
@@ -241,7 +242,9 @@ def check_reuseport(ev: Evidence) -> Iterator[Finding]:
             evidence,
             "Expected for multi-worker servers (nginx reuseport, envoy); check every holder "
             "is meant to serve this port. Set tcp_migrate_req=1 so restarts do not reset "
-            "queued connections.",
+            "queued connections, if every listener in the group has the same socket options "
+            "(ip-sysctl.rst warns that migrating between differently set listeners may crash "
+            "applications).",
             title=f"{len(inodes)} listeners share {local} (SO_REUSEPORT)",
             subject=local,
         )

@@ -25,11 +25,12 @@ CLOSE_WAIT = FindingDoc(
     "Sockets in CLOSE_WAIT: the application has not called close()",
     "CLOSE_WAIT piles up when an application never closes its sockets",
     "CLOSE_WAIT means the peer sent FIN, the kernel acknowledged it, and the local "
-    "application has not yet called close(). The kernel has no CLOSE_WAIT timer: the "
-    "socket and its file descriptor stay until the application closes them, so no sysctl "
-    "fixes this. Lowering tcp_keepalive_* does not clear it either: keepalive only runs on "
-    "sockets that set SO_KEEPALIVE, and even when a probe finds the peer gone and resets "
-    "the connection, the descriptor still leaks until close(). It is an application bug: "
+    "application has not yet called close(). CLOSE_WAIT has no timer of its own: the "
+    "descriptor stays until the application closes it, so no sysctl fixes this. Lowering "
+    "tcp_keepalive_* does not either: keepalive only runs on sockets that set "
+    "SO_KEEPALIVE, and even when a probe finds the peer gone and resets the connection "
+    "(which removes it from the CLOSE_WAIT count), the descriptor still leaks until "
+    "close(). It is an application bug: "
     "a code path that returns without closing after read() returned 0 (EOF), a "
     "connection pool that never checks for closed connections, or a thread that is stuck.",
     (
@@ -86,9 +87,15 @@ ORPHANS = FindingDoc(
     "An orphaned socket is one the application closed but TCP has not finished (FIN_WAIT_1, "
     "FIN_WAIT_2, CLOSING, LAST_ACK). tcp_max_orphans is host-wide; past it, the kernel "
     "resets orphans at once and logs 'too many orphaned sockets' (TCPAbortOnMemory counts "
-    "these resets and those for memory pressure). Each orphan can hold up to ~64 KB of "
-    "unsent data. Raise the limit only with memory to match; lowering it is not a fix.",
-    ("ip-sysctl.rst: tcp_max_orphans, tcp_orphan_retries", "net/ipv4/tcp.c tcp_check_oom"),
+    "these resets and those for memory pressure); orphans that are already retransmitting "
+    "can be reset from about half the limit (tcp_out_of_resources). Each orphan can pin up "
+    "to ~64 KB of unswappable memory. Raise the limit only with memory to match; lowering "
+    "it is not a fix.",
+    (
+        "ip-sysctl.rst: tcp_max_orphans, tcp_orphan_retries",
+        "net/ipv4/tcp.c tcp_check_oom",
+        "net/ipv4/tcp_timer.c tcp_out_of_resources",
+    ),
 )
 
 
