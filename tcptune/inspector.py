@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from tcptune.counters import read_counters
+from tcptune.ports import MAX_PORT, parse_port_list
 from tcptune.procfs import ProcFS, ProcReadError, describe_os_error
 from tcptune.proctcp import read_proc_tcp
 from tcptune.snapshot import (
@@ -48,6 +49,7 @@ def parse_sysctl(spec: SysctlSpec, raw: str) -> SysctlValue:
     """Return the typed value of a sysctl's text, raising ValueError if malformed."""
     text = raw.strip()
     if spec.unit is Unit.PORT_LIST:
+        parse_port_list(text)  # raises ValueError naming the bad part
         return text
     parts = text.split()
     expected = 2 if spec.unit is Unit.PORT_RANGE else 1
@@ -55,7 +57,11 @@ def parse_sysctl(spec: SysctlSpec, raw: str) -> SysctlValue:
         wanted = "two integers" if expected == 2 else "an integer"
         raise ValueError(f"expected {wanted}, got {text!r}")
     numbers = [int(part) for part in parts]
-    return (numbers[0], numbers[1]) if expected == 2 else numbers[0]
+    if expected == 2:
+        if not 0 < numbers[0] <= numbers[1] <= MAX_PORT:
+            raise ValueError(f"not a port range: {text!r}")
+        return (numbers[0], numbers[1])
+    return numbers[0]
 
 
 def read_sysctl(procfs: ProcFS, spec: SysctlSpec, initial_netns: bool | None) -> SysctlReading:

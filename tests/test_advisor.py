@@ -213,3 +213,33 @@ def test_no_owners_skips_the_descriptor_scan_and_says_so(lab: SocketLab) -> None
     found = {item.id: item for item in result.findings}["close-wait"]
     assert found.data["owners"] == []
     assert "owning processes not looked up (--no-owners)" in found.evidence
+
+
+def test_values_the_kernel_accepts_but_mean_nothing_are_flagged(lab: SocketLab) -> None:
+    write_sysctl("net.ipv4.tcp_keepalive_probes", "0")
+    write_sysctl("net.ipv4.tcp_timestamps", "7")
+    found = findings()
+    probes = found["setting-out-of-range:net.ipv4.tcp_keepalive_probes"]
+    assert probes.evidence == ("net.ipv4.tcp_keepalive_probes = 0, outside 1..127",)
+    assert "setting-out-of-range:net.ipv4.tcp_timestamps" in found
+    assert "setting-out-of-range:net.ipv4.tcp_fin_timeout" not in found
+
+
+def test_reserving_ports_keeps_the_ports_already_reserved(lab: SocketLab) -> None:
+    write_sysctl("net.ipv4.ip_local_reserved_ports", "40000-40010,50000")
+    lab.listen(port=45678)
+    found = findings()["port-range-listeners"]
+    assert found.recommendation.startswith(
+        "sysctl -w net.ipv4.ip_local_reserved_ports=40000-40010,45678,50000 "
+    )
+
+
+def test_a_profile_pinning_tw_recycle_to_zero_is_not_flagged(tmp_path: Path) -> None:
+    (tmp_path / "pin.toml").write_text(
+        'schema = 1\nname = "pin"\nsummary = "s"\ndescription = "d"\n'
+        '[sysctl."net.ipv4.tcp_tw_recycle"]\nvalue = 0\noptional = true\n'
+        'why = "Old kernels: keep it off."\nrisk = "None."\n'
+    )
+    procfs = ProcFS(FIXTURES / "container-ns")
+    result = run_audit(procfs, source=SocketSource.PROCFS, profile="pin", profile_dirs=(tmp_path,))
+    assert "tw-recycle" not in {item.id for item in result.findings}

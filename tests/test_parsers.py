@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +71,43 @@ def test_netlink_request_layout() -> None:
     (states,) = struct.unpack_from("=I", message, 16 + 52)
     assert family == socket.AF_UNSPEC  # both families in one dump
     assert states == ALL_STATES_MASK == 0x1FFE
+
+
+@pytest.mark.parametrize(
+    ("text", "spans"),
+    [("", ()), ("8080", ((8080, 8080),)), ("9000-9010,8080,9011", ((8080, 8080), (9000, 9011)))],
+)
+def test_port_lists_parse_into_merged_spans(text: str, spans: tuple[tuple[int, int], ...]) -> None:
+    from tcptune.ports import format_port_list, parse_port_list
+
+    assert parse_port_list(text) == spans
+    assert parse_port_list(format_port_list(spans)) == spans
+
+
+@pytest.mark.parametrize("text", ["abc", "1-", "-5", "70000", "20-10", "1,,2", "1-2000000000"])
+def test_malformed_port_lists_are_rejected(text: str) -> None:
+    from tcptune.ports import parse_port_list
+
+    with pytest.raises(ValueError, match="port"):
+        parse_port_list(text)
+
+
+def test_garbled_reserved_ports_make_the_inspection_incomplete_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    from tcptune.audit import run_audit
+    from tcptune.inspector import SocketSource
+    from tcptune.snapshot import ReadStatus
+    from tests.conftest import FIXTURES
+
+    tree = tmp_path / "proc"
+    shutil.copytree(FIXTURES / "container-ns", tree, symlinks=True)
+    (tree / "sys/net/ipv4/ip_local_reserved_ports").write_text("1-2000000000\n")
+    (tree / "sys/net/ipv4/ip_local_port_range").write_text("60999\t32768\n")
+    result = run_audit(ProcFS(tree), source=SocketSource.PROCFS)
+    sysctls = result.snapshot.sysctls
+    assert sysctls["net.ipv4.ip_local_reserved_ports"].status is ReadStatus.UNREADABLE
+    assert sysctls["net.ipv4.ip_local_port_range"].status is ReadStatus.UNREADABLE
+    assert not result.snapshot.complete

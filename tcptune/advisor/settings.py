@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from tcptune.advisor.base import Evidence, FindingDoc, finding
 from tcptune.findings import Finding, Severity
+from tcptune.ports import contains, format_port_list, merge_spans, parse_port_list
 from tcptune.snapshot import ReadStatus, SysctlValue
 from tcptune.sysctls import KNOWN_SYSCTLS, Scope
 from tcptune.units import show_value
@@ -63,6 +64,18 @@ PORT_RANGE_LISTENERS = FindingDoc(
     "when it restarts (bind: Address already in use). Add such ports to "
     "ip_local_reserved_ports, or move the range.",
     ("ip-sysctl.rst: ip_local_port_range, ip_local_reserved_ports",),
+)
+OUT_OF_RANGE = FindingDoc(
+    "setting-out-of-range",
+    "A setting holds a value outside its meaningful range",
+    "The kernel accepted a value that makes no sense for this setting",
+    "Many TCP sysctls accept any integer, so a typo or a bad automation run can leave a "
+    "value outside the range that means anything: the limits setsockopt() enforces for the "
+    "same option, or the values the documentation defines. The effect is rarely what was "
+    "meant; for example tcp_keepalive_probes=0 resets an idle SO_KEEPALIVE connection "
+    "without sending a single probe, and an unknown mode number behaves like one of the "
+    "known ones.",
+    ("ip-sysctl.rst", "include/net/tcp.h (MAX_TCP_KEEPIDLE, MAX_TCP_KEEPCNT)"),
 )
 REUSEPORT = FindingDoc(
     "reuseport",
@@ -147,14 +160,16 @@ def check_profile(ev: Evidence) -> Iterator[Finding]:
 def check_tw_recycle(ev: Evidence) -> Iterator[Finding]:
     """Flag tcp_tw_recycle enabled live or set by the profile."""
     live = ev.int_value("net.ipv4.tcp_tw_recycle")
-    in_profile = ev.profile is not None and "net.ipv4.tcp_tw_recycle" in ev.profile.targets
+    target = ev.profile.targets.get("net.ipv4.tcp_tw_recycle") if ev.profile else None
+    # A profile that pins it to 0 (on kernels that still have it) is right, not a risk.
+    in_profile = target is not None and not target.satisfied_by(0)
     if not live and not in_profile:
         return
     evidence = []
     if live:
         evidence.append(f"net.ipv4.tcp_tw_recycle = {live} on this kernel")
     if in_profile and ev.profile is not None:
-        evidence.append(f"profile {ev.profile.name} sets net.ipv4.tcp_tw_recycle")
+        evidence.append(f"profile {ev.profile.name} enables net.ipv4.tcp_tw_recycle")
     yield finding(
         TW_RECYCLE,
         Severity.CRITICAL,
@@ -181,40 +196,57 @@ def check_timestamps(ev: Evidence) -> Iterator[Finding]:
     )
 
 
-def _reserved(spec: str) -> set[int]:
-    ports: set[int] = set()
-    for part in filter(None, spec.split(",")):
-        low, _, high = part.partition("-")
-        ports.update(range(int(low), int(high or low) + 1))
-    return ports
-
-
 def check_port_range(ev: Evidence) -> Iterator[Finding]:
     """Find listeners whose port lies in the ephemeral range and is not reserved."""
     port_range = ev.value("net.ipv4.ip_local_port_range")
     reserved_spec = ev.value("net.ipv4.ip_local_reserved_ports")
     if not isinstance(port_range, tuple) or ev.details is None:
         return
-    reserved = _reserved(reserved_spec) if isinstance(reserved_spec, str) else set()
+    # The inspector has validated the list; an unreadable one counts as empty.
+    reserved = parse_port_list(reserved_spec) if isinstance(reserved_spec, str) else ()
     low, high = port_range
     exposed = sorted(
         {
             item.local.port
             for item in ev.details.listeners
-            if low <= item.local.port <= high and item.local.port not in reserved
+            if low <= item.local.port <= high and not contains(reserved, item.local.port)
         }
     )
     if not exposed:
         return
     ports = ",".join(str(port) for port in exposed)
+    # The sysctl replaces the whole list: keep what is already reserved.
+    wanted = format_port_list(merge_spans([*reserved, *((p, p) for p in exposed)]))
     yield finding(
         PORT_RANGE_LISTENERS,
         Severity.WARNING,
         [f"ip_local_port_range = {low}-{high}", f"listening inside it: {ports}"],
-        f"sysctl -w net.ipv4.ip_local_reserved_ports={ports} (and persist it), or move the "
-        "listeners below the range.",
+        f"sysctl -w net.ipv4.ip_local_reserved_ports={wanted} (the list replaces the old one, "
+        "so it keeps what is reserved already; persist it too), or move the listeners below "
+        "the range.",
         data={"ports": exposed},
     )
+
+
+def check_ranges(ev: Evidence) -> Iterator[Finding]:
+    """Flag live values outside the range the catalogue gives for each setting."""
+    for name, reading in ev.snapshot.sysctls.items():
+        spec, value = reading.spec, reading.value
+        if reading.status is not ReadStatus.OK or not isinstance(value, int):
+            continue
+        low = spec.minimum if spec.minimum is not None else value
+        high = spec.maximum if spec.maximum is not None else value
+        if low <= value <= high:
+            continue
+        yield finding(
+            OUT_OF_RANGE,
+            Severity.WARNING,
+            [f"{name} = {value}, outside {low}..{high}"],
+            f"Set {name} to a value in {low}..{high}; `tcptune explain {name}` says what each "
+            "value does, and a profile can pin it.",
+            title=f"{name.removeprefix('net.ipv4.')} = {value} is outside {low}..{high}",
+            subject=name,
+        )
 
 
 def check_reuseport(ev: Evidence) -> Iterator[Finding]:
@@ -252,10 +284,18 @@ def check_reuseport(ev: Evidence) -> Iterator[Finding]:
 
 DOCS = (
     PROFILE_MISMATCH,
+    OUT_OF_RANGE,
     PROFILE_KEY_ABSENT,
     TW_RECYCLE,
     TIMESTAMPS_TW_REUSE,
     PORT_RANGE_LISTENERS,
     REUSEPORT,
 )
-CHECKS = (check_profile, check_tw_recycle, check_timestamps, check_port_range, check_reuseport)
+CHECKS = (
+    check_profile,
+    check_ranges,
+    check_tw_recycle,
+    check_timestamps,
+    check_port_range,
+    check_reuseport,
+)
