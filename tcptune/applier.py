@@ -3,16 +3,18 @@
 An apply checks everything it can before the first write (privilege, a writable
 /proc/sys, every key present, values the kernel will take, a drop-in it owns),
 saves the values it will replace, then writes each key and reads it back. Any
-failure restores every key already written, in reverse order, and verifies it.
+failure (an errno from the kernel, or any exception a writer raises, or an
+interrupt) restores every key already written, in reverse order, and verifies it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -21,10 +23,12 @@ from tcptune.exitcodes import (
     PermissionDeniedError,
     TcptuneError,
     UnavailableError,
+    UsageError,
     WriteFailedError,
 )
 from tcptune.identity import Identity
-from tcptune.inspector import read_context
+from tcptune.inspector import PROC_NET_INIT_INO, read_context
+from tcptune.nsidentity import NamespaceIdentity, current_namespace, namespace_difference
 from tcptune.plan import Plan, build_plan, same_sysctl_text
 from tcptune.procfs import ProcFS, describe_os_error
 from tcptune.profiles import Profile
@@ -91,7 +95,9 @@ class Environment:
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     clock: Callable[[], float] = time.time
     log: Callable[[str], None] = syslog_notice
-    netns_name: str | None = None  # the namespace entered with --netns/--pid, for reports
+    # The namespace entered with --netns/--pid: named in reports, and --persist is
+    # refused there (a drop-in configures whatever boots this /etc, not that namespace).
+    netns_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -155,7 +161,23 @@ def check_writable(procfs: ProcFS, names: Sequence[str]) -> None:
 
 
 def _shown(text: str) -> str:
-    return " ".join(text.split()) or '""'
+    """Return a value for a one-line message: whitespace collapsed, anything unprintable escaped."""
+    shown = " ".join(text.split()) or '""'
+    return shown if shown.isprintable() else ascii(shown)
+
+
+def _describe(exc: BaseException) -> tuple[str, int | None]:
+    """Return why a writer call failed, and the errno it stands for (None: none fits)."""
+    if isinstance(exc, OSError):
+        return describe_os_error(exc), exc.errno
+    if isinstance(exc, UnicodeError):
+        # /proc/sys takes bytes a handler parses as ASCII numbers or names: a value
+        # that is not ASCII is one the kernel would reject, as it does with EINVAL.
+        return "the value is not ASCII text, which /proc/sys takes (invalid argument)", errno.EINVAL
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", errno.EINTR
+    detail = " ".join(str(exc).split())
+    return f"{type(exc).__name__}{': ' + detail if detail else ''}", None
 
 
 def _restore(done: Sequence[Change], writer: SysctlWriter) -> list[str]:
@@ -167,8 +189,8 @@ def _restore(done: Sequence[Change], writer: SysctlWriter) -> list[str]:
                 writer.write(change.name, change.before)
                 if not same_sysctl_text(change.name, writer.read(change.name), change.before):
                     failed.append(f"{change.name} (reads back wrong)")
-        except OSError as exc:
-            failed.append(f"{change.name} ({describe_os_error(exc)})")
+        except Exception as exc:  # keep restoring the others whatever one of them raises
+            failed.append(f"{change.name} ({_describe(exc)[0]})")
     return failed
 
 
@@ -179,24 +201,27 @@ def write_all(
 ) -> None:
     """Write and read back every change, then run ``last_step``; on any failure undo all.
 
-    Raises WriteAborted after restoring (and verifying) every key already written.
+    Raises WriteAborted after restoring (and verifying) every key already written,
+    whatever the writer raised: an OSError with the kernel's errno, an encoding
+    error, any other exception, or an interrupt (Ctrl-C) in the middle.
     """
     done: list[Change] = []
     for change in changes:
         try:
             writer.write(change.name, change.after)
             readback = writer.read(change.name)
-        except OSError as exc:
+        except (Exception, KeyboardInterrupt) as exc:
+            reason, code = _describe(exc)
             raise WriteAborted(
-                f"could not set {change.name} to {_shown(change.after)}: {describe_os_error(exc)}",
-                exc.errno,
+                f"could not set {change.name} to {_shown(change.after)}: {reason}",
+                code,
                 len(done),
-                _restore([*done, change], writer),
+                _restore([*done, change], writer),  # the failed write may have landed
             ) from exc
         done.append(change)
         if not same_sysctl_text(change.name, readback, change.after):
             raise WriteAborted(
-                f"{change.name} reads back {readback.strip()!r} after writing "
+                f"{change.name} reads back {_shown(readback)!r} after writing "
                 f"{_shown(change.after)}",
                 None,
                 len(done),
@@ -206,12 +231,10 @@ def write_all(
         label, step = last_step
         try:
             step()
-        except OSError as exc:
+        except (Exception, KeyboardInterrupt) as exc:
+            reason, code = _describe(exc)
             raise WriteAborted(
-                f"could not {label}: {describe_os_error(exc)}",
-                exc.errno,
-                len(done),
-                _restore(done, writer),
+                f"could not {label}: {reason}", code, len(done), _restore(done, writer)
             ) from exc
 
 
@@ -265,18 +288,76 @@ def _record_history(
     env.log(line)
 
 
+def check_persist_target(env: Environment, persist: bool) -> None:
+    """Refuse --persist in a namespace entered with --netns/--pid: boot would not configure it.
+
+    systemd-sysctl and ``sysctl --system`` apply sysctl.d at boot in the network
+    namespace they run in: for this /etc, the host's initial one. A namespace made
+    by ``ip netns add`` or a container runtime starts from kernel defaults.
+    """
+    if persist and env.netns_name is not None:
+        raise UsageError(
+            f"--persist cannot be used with --netns/--pid ({env.netns_name}): the drop-in in "
+            f"{env.dropin_dir} is applied at boot to the namespace of whatever boots this "
+            "/etc (on a host, its initial namespace), never to that namespace; nothing was "
+            "written. Apply without --persist, and persist with that namespace's own "
+            "configuration (e.g. the container image)"
+        )
+
+
+def _last_written(env: Environment, path: Path) -> str | None:
+    """Return the text tcptune last wrote at ``path`` per the undo stack, or None if unknown."""
+    try:
+        stack = env.store.undo_stack()
+    except PermissionDeniedError:  # a dry run as an ordinary user: attribution unknown
+        return None
+    for record in reversed(stack):
+        backup = record.dropin
+        if backup is not None and Path(backup.path).absolute() == path.absolute():
+            return backup.written
+    return None
+
+
+def _persist_notes(plan: Plan, env: Environment, dropin: sysctld.DropinPlan) -> tuple[str, ...]:
+    if plan.context.initial_netns is True:
+        return ()
+    where = (
+        "Cannot tell whether this is the host's initial network namespace"
+        if plan.context.initial_netns is None
+        else f"This is not the host's initial network namespace (net:[{plan.context.netns_inode}])"
+    )
+    return (
+        f"{where}: {dropin.path} takes effect when a system that boots with "
+        f"{dropin.path.parent} starts (systemd-sysctl, sysctl --system), in the namespace that "
+        "system runs in; it does not follow this namespace.",
+    )
+
+
 def plan_dropin(plan: Plan, env: Environment) -> sysctld.DropinPlan:
-    """Return the drop-in that persists ``plan``: every key it changes or keeps."""
+    """Return the drop-in that persists ``plan``: every key it changes or keeps.
+
+    It also names the lines of the current drop-in that tcptune did not write and
+    that the new one drops, and what boot will and will not configure from here.
+    """
     settings = [(item.name, item.write_text) for item in plan.items if item.desired is not None]
-    return sysctld.plan_dropin(
+    dropin = sysctld.plan_dropin(
         env.dropin_dir, env.boot, plan.profile, settings, env.clock(), env.identity.describe()
     )
+    if dropin.previous is not None and dropin.action != "unchanged":
+        written = _last_written(env, dropin.path)
+        dropin = replace(
+            dropin,
+            foreign=sysctld.foreign_lines(dropin.previous, written, dropin.text),
+            attributed=written is not None,
+        )
+    return replace(dropin, notes=_persist_notes(plan, env, dropin))
 
 
 def preview(
     profile: Profile, env: Environment, *, persist: bool
 ) -> tuple[Plan, sysctld.DropinPlan | None]:
     """Return the plan for ``profile`` and the drop-in --persist would write; write nothing."""
+    check_persist_target(env, persist)
     plan = build_plan(profile, env.procfs, env.netns_name)
     return plan, plan_dropin(plan, env) if persist else None
 
@@ -286,6 +367,7 @@ def apply_profile(
 ) -> ApplyResult:
     """Carry out ``profile`` on this kernel all or nothing, saving the way back first."""
     started = time.monotonic()
+    check_persist_target(env, persist)
     check_privilege(env.identity, command)
     check_writable(env.procfs, list(profile.targets))
     with env.store.locked(env.lock_timeout):
@@ -306,16 +388,21 @@ def apply_profile(
             return ApplyResult(plan, None, (), dropin, time.monotonic() - started)
         backup = None
         if write_dropin is not None:
-            backup = DropinBackup(str(write_dropin.path), write_dropin.previous)
+            path = str(write_dropin.path.absolute())  # a rollback may run from another cwd
+            backup = DropinBackup(path, write_dropin.previous, write_dropin.text)
+        namespace = current_namespace(env.procfs, plan.context)
         record = ApplyRecord(
             id=record_id,
             time=env.clock(),
             profile=plan.profile,
-            netns_inode=plan.context.netns_inode,
+            netns_inode=namespace.inode,
             who=env.identity,
             changes=changes,
             dropin=backup,
             complete=False,
+            netns_cookie=namespace.cookie,
+            boot_id=namespace.boot_id,
+            initial_netns=namespace.initial,
         )
         try:
             env.store.push(record)  # durable before the first write
@@ -333,10 +420,13 @@ def apply_profile(
         except WriteAborted as failure:
             error = _failure_error(failure, env.store)
             if not failure.unrestored:
-                env.store.drop(record.id)
+                _drop_quietly(env, record.id)
             _record_history(env, record.id, "apply", "failed", plan.profile, changes, str(error))
             raise error from failure
-        env.store.mark_complete(record.id)
+        # Every key is written and verified: if state.json cannot be updated now, the
+        # record stays marked incomplete, which rollback handles the same way.
+        with contextlib.suppress(OSError):
+            env.store.mark_complete(record.id)
         dropin_path = str(write_dropin.path) if write_dropin else None
         message = _summary(changes) or f"wrote {dropin_path}"
         _record_history(
@@ -345,15 +435,29 @@ def apply_profile(
         return ApplyResult(plan, record.id, changes, dropin, time.monotonic() - started)
 
 
+def _drop_quietly(env: Environment, record_id: int) -> None:
+    """Take a fully undone apply off the stack; if that fails, rollback finds nothing to do."""
+    # The record's 'before' values are what the kernel has again: harmless to keep.
+    with contextlib.suppress(OSError, TcptuneError):
+        env.store.drop(record_id)
+
+
+def _recorded_namespace(record: ApplyRecord) -> NamespaceIdentity:
+    initial = record.initial_netns
+    if initial is None and record.netns_inode is not None:  # a record from before the field
+        initial = record.netns_inode == PROC_NET_INIT_INO
+    return NamespaceIdentity(record.netns_inode, initial, record.netns_cookie, record.boot_id)
+
+
 def _rollback_changes(record: ApplyRecord, writer: SysctlWriter) -> tuple[list[Change], list[str]]:
     """Return the writes that put back ``record``'s previous values, newest first, and notes."""
     changes, notes = [], []
     for change in reversed(record.changes):
         try:
             live = writer.read(change.name).strip()
-        except OSError as exc:
+        except Exception as exc:
             raise UnavailableError(
-                f"cannot read {change.name}: {describe_os_error(exc)}; nothing was changed"
+                f"cannot read {change.name}: {_describe(exc)[0]}; nothing was changed"
             ) from exc
         if same_sysctl_text(change.name, live, change.before):
             continue
@@ -378,11 +482,13 @@ def rollback(env: Environment, *, command: str) -> RollbackResult:
             )
         record = stack[-1]
         check_writable(env.procfs, [c.name for c in record.changes])
-        inode = read_context(env.procfs).netns_inode
-        if record.changes and record.netns_inode is not None and inode != record.netns_inode:
+        here = current_namespace(env.procfs, read_context(env.procfs))
+        difference = namespace_difference(_recorded_namespace(record), here)
+        if record.changes and difference is not None:
             raise UnavailableError(
-                f"apply #{record.id} changed network namespace net:[{record.netns_inode}] "
-                f"and this is net:[{inode}]: roll back from there; nothing was changed"
+                f"apply #{record.id} changed another network namespace: it {difference}. "
+                "Its saved values belong to that namespace; roll back from inside it "
+                "(--netns/--pid), or not at all if it is gone; nothing was changed"
             )
         changes, notes = _rollback_changes(record, env.writer)
         dropin_action, last_step = None, None
@@ -390,6 +496,7 @@ def rollback(env: Environment, *, command: str) -> RollbackResult:
             backup = record.dropin
             dropin_action = _dropin_rollback_action(backup)
             if dropin_action in ("restored", "removed"):
+                notes += _hand_edit_notes(record, backup)
                 last_step = (
                     f"restore {backup.path}",
                     lambda: sysctld.restore_dropin(Path(backup.path), backup.previous),
@@ -410,7 +517,7 @@ def rollback(env: Environment, *, command: str) -> RollbackResult:
                 undoes=record.id,
             )
             raise error from failure
-        env.store.drop(record.id)
+        env.store.drop(record.id, used=[entry_id])
         message = f"undid apply #{record.id}: {_summary(changes) or 'no key to restore'}"
         _record_history(
             env,
@@ -437,3 +544,26 @@ def _dropin_rollback_action(backup: DropinBackup) -> str:
     if not sysctld.is_tcptune_file(text):
         return "left alone: someone replaced it with a file tcptune did not write"
     return "restored" if backup.previous is not None else "removed"
+
+
+def _hand_edit_notes(record: ApplyRecord, backup: DropinBackup) -> list[str]:
+    """Name the lines added to the drop-in after ``record`` wrote it, which a restore drops."""
+    if backup.written is None:
+        return []
+    try:
+        current = Path(backup.path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    lines = sysctld.foreign_lines(current, backup.written, backup.previous or "")
+    if not lines:
+        return []
+    shown = "; ".join(f"line {line.number}: {_shown(line.text)}" for line in lines)
+    undo = (
+        "removing it (there was no file before)"
+        if backup.previous is None
+        else "restoring the file as it was before"
+    )
+    return [
+        f"{backup.path} has lines tcptune did not write, added after apply #{record.id}; "
+        f"{undo} drops them, so add back any still wanted: {shown}"
+    ]

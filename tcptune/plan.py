@@ -171,13 +171,33 @@ def _item(target: Target, procfs: ProcFS, initial_netns: bool | None) -> PlanIte
         return replace(base, reason=reading.reason, blocked_status=ExitStatus.UNAVAILABLE)
     current = reading.value
     action = Action.KEEP if _satisfied(target, current) else Action.CHANGE
+    desired = target.desired(current)
+    if action is Action.CHANGE and desired is not None and not writable_text(value_text(desired)):
+        return replace(
+            base,
+            current=current,
+            current_text=reading.raw,
+            reason=f"the value {value_text(desired)!a} is not printable ASCII text, "
+            "which is all /proc/sys takes: the kernel would reject it",
+            blocked_status=ExitStatus.BAD_INPUT,
+        )
     return replace(
         base,
         action=action,
         current=current,
         current_text=reading.raw,
-        desired=target.desired(current),
+        desired=desired,
     )
+
+
+def writable_text(text: str) -> bool:
+    """Return whether ``text`` can go to /proc/sys as one line: printable ASCII only.
+
+    Sysctl handlers parse ASCII numbers and names (kernel/sysctl.c proc_get_long,
+    net/ipv4/tcp_cong.c for names); a newline or control character would end or
+    corrupt the value, and anything else cannot be encoded for them at all.
+    """
+    return text.isascii() and text.isprintable()
 
 
 def _read_int(procfs: ProcFS, name: str) -> int | None:

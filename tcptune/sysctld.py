@@ -170,13 +170,26 @@ def _same(a: str, b: str) -> bool:
 
 
 @dataclass(frozen=True)
+class ConfLine:
+    """One line of a configuration file, numbered from 1."""
+
+    number: int
+    text: str
+
+
+@dataclass(frozen=True)
 class DropinPlan:
     """The drop-in tcptune would write, what it replaces, and boot-order warnings."""
 
     path: Path
     text: str
-    previous: str | None  # the current content (always tcptune's own), None if absent
+    previous: str | None  # the current content (carries tcptune's marker), None if absent
     warnings: tuple[str, ...]
+    # Lines of ``previous`` that the new text drops and that tcptune did not write
+    # (attributed), or, with no record of what it wrote, every such setting line.
+    foreign: tuple[ConfLine, ...] = ()
+    attributed: bool = True
+    notes: tuple[str, ...] = ()  # facts about persisting from here (e.g. a namespace)
 
     @property
     def action(self) -> str:
@@ -188,6 +201,26 @@ class DropinPlan:
 
 def _body(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip() and line[0] not in "#;"]
+
+
+def foreign_lines(current: str, written: str | None, new: str) -> tuple[ConfLine, ...]:
+    """Return the lines of ``current`` that tcptune did not write and ``new`` does not keep.
+
+    ``written`` is the text tcptune last wrote there (from its undo record). Without
+    it, nothing can be attributed: every setting line ``new`` does not keep is returned.
+    Lines compare with surrounding blanks stripped.
+    """
+    kept = {line.strip() for line in new.splitlines()}
+    ours = None if written is None else {line.strip() for line in written.splitlines()}
+    lines = []
+    for number, raw in enumerate(current.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line in kept:
+            continue
+        if (ours is None and line[0] in "#;") or (ours is not None and line in ours):
+            continue
+        lines.append(ConfLine(number, line))
+    return tuple(lines)
 
 
 def is_tcptune_file(text: str) -> bool:

@@ -63,6 +63,7 @@ def environment(
     identity: Identity = ROOT,
     lock_timeout: float = 0.2,
     log: Callable[[str], None] | None = None,
+    netns_name: str | None = None,
 ) -> Environment:
     """Return an environment on the live /proc with state and boot files under ``tmp_path``."""
     procfs = ProcFS()
@@ -79,4 +80,5 @@ def environment(
         lock_timeout=lock_timeout,
         clock=lambda: 1_700_000_000.0,
         log=log or (lambda message: None),
+        netns_name=netns_name,
     )

@@ -1,8 +1,10 @@
 """The Ansible playbooks in contrib/ansible, run for real by ansible-core against localhost.
 
-Every tcptune command the playbooks run carries ``--netns NAME`` for a namespace the test made
-with ``ip netns add``, and the apply's state directory and sysctl.d drop-in go to tmp_path, so
-the host's own settings are never touched (checked after each test). Without ansible-core
+The audit playbook points tcptune at a namespace the test made with ``ip netns add`` through
+``--netns NAME``; the apply playbook runs whole inside that namespace (``ip netns exec``),
+since tcptune refuses --persist with --netns. The apply's state directory and sysctl.d
+drop-in go to tmp_path, so the host's own settings are never touched (checked after each
+test). Without ansible-core
 (``pip install ansible-core``) or network namespaces the tests skip, or fail under CI.
 """
 
@@ -120,11 +122,18 @@ class Ansible:
         variables: dict[str, Any],
         *options: str,
         inventory: Path | None = None,
+        netns: str | None = None,
     ) -> PlaybookRun:
-        """Run contrib/ansible/NAME with ``variables`` as extra vars and return what it did."""
+        """Run contrib/ansible/NAME with ``variables`` as extra vars and return what it did.
+
+        With ``netns`` the whole run happens inside that namespace (`ip netns exec`), the
+        way a host's own playbook run applies to its own namespace: tcptune refuses
+        --persist together with --netns, since sysctl.d configures the host at boot.
+        """
         extra = self.workdir / f"vars-{next(_names)}.json"
         extra.write_text(json.dumps(variables))
         command = [
+            *(["ip", "netns", "exec", netns] if netns else []),
             sys.executable,
             "-m",
             "ansible.cli.playbook",
@@ -357,7 +366,6 @@ def test_apply_playbook_plans_in_check_mode_then_applies_once(
     variables = {
         "tcptune_install": False,  # tcptune is installed here; the audit test covers install
         "tcptune_python": sys.executable,
-        "tcptune_global_args": ["--netns", netns],
         "tcptune_profile": PROFILE,
         "tcptune_apply_args": ["--profile-dir", str(write_profile(tmp_path / "profiles"))],
         "tcptune_state_dir": str(state),
@@ -366,7 +374,7 @@ def test_apply_playbook_plans_in_check_mode_then_applies_once(
     before = read_sysctls(netns)
     assert before != {key: str(value) for key, value in TARGETS.items()}
 
-    check = ansible.playbook("apply.yml", variables, "--check")
+    check = ansible.playbook("apply.yml", variables, "--check", netns=netns)
     assert check.returncode == 0, check.explain()
     assert check.recap["localhost"]["changed"] == 1, check.explain()  # "would change"
     assert f"would set {FIN}: {before[FIN]} -> {TARGETS[FIN]}" in check.stdout
@@ -374,7 +382,7 @@ def test_apply_playbook_plans_in_check_mode_then_applies_once(
     assert read_sysctls(netns) == before
     assert not state.exists() and not dropins.exists()
 
-    applied = ansible.playbook("apply.yml", variables)
+    applied = ansible.playbook("apply.yml", variables, netns=netns)
     assert applied.returncode == 0, applied.explain()
     assert applied.recap["localhost"]["changed"] == 1, applied.explain()
     assert read_sysctls(netns) == {key: str(value) for key, value in TARGETS.items()}
@@ -382,7 +390,7 @@ def test_apply_playbook_plans_in_check_mode_then_applies_once(
     assert [f"{key} = {value}" for key, value in TARGETS.items()] == dropin[-len(TARGETS) :]
     assert f"set {FIN}: {before[FIN]} -> {TARGETS[FIN]}" in applied.stdout
 
-    again = ansible.playbook("apply.yml", variables)
+    again = ansible.playbook("apply.yml", variables, netns=netns)
     assert again.returncode == 0, again.explain()
     assert again.recap["localhost"]["changed"] == 0, again.explain()
     assert "0 written, 2 already right (nothing to change)" in again.stdout
@@ -397,13 +405,12 @@ def test_a_failing_apply_stops_the_rollout(ansible: Ansible, netns: str, tmp_pat
     variables = {
         "tcptune_install": False,
         "tcptune_python": sys.executable,
-        "tcptune_global_args": ["--netns", netns],
         "tcptune_apply_args": ["--profile-dir", str(write_profile(tmp_path / "profiles"))],
         "tcptune_state_dir": str(state),
         "tcptune_sysctl_dir": str(dropins),
     }
     before = read_sysctls(netns)
-    run = ansible.playbook("apply.yml", variables, inventory=inventory)
+    run = ansible.playbook("apply.yml", variables, inventory=inventory, netns=netns)
     assert run.returncode == 2, run.explain()  # ansible-playbook: a host failed
     assert run.recap["first"]["failed"] == 1, run.explain()
     assert "second" not in run.recap, run.explain()  # its batch never started

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -30,10 +32,11 @@ from tcptune.exitcodes import (
     UsageError,
     WriteFailedError,
 )
+from tcptune.nsidentity import netns_cookie
 from tcptune.plan import Action
 from tcptune.procfs import ProcFS
-from tcptune.statestore import Change
-from tcptune.sysctld import DROPIN_NAME
+from tcptune.statestore import Change, StateStore
+from tcptune.sysctld import DROPIN_NAME, ConfLine
 from tcptune.verify import verify_profile
 from tests.apply_support import NOBODY, environment, load_profile, raw_profile
 from tests.lab import current_netns, fresh_netns, require_netns_capability, skip_or_fail
@@ -71,12 +74,24 @@ def snapshot() -> dict[str, str]:
 
 
 class SpyWriter:
-    """Write through /proc/sys, recording each write; fail or lie on the Nth write."""
+    """Write through /proc/sys, recording each write; fail or lie on the Nth write.
 
-    def __init__(self, fail_on: int | None = None, lie_on: int | None = None) -> None:
+    ``error`` is what the failing write raises (default EIO); with ``landed`` the
+    value reaches the kernel first, as if the writer failed after the write(2).
+    """
+
+    def __init__(
+        self,
+        fail_on: int | None = None,
+        lie_on: int | None = None,
+        error: BaseException | None = None,
+        landed: bool = False,
+    ) -> None:
         self.inner = ProcSysctlWriter(ProcFS())
         self.writes: list[tuple[str, str]] = []
         self.fail_on, self.lie_on = fail_on, lie_on
+        self.error = error or OSError(errno.EIO, os.strerror(errno.EIO))
+        self.landed = landed
 
     def read(self, name: str) -> str:
         return self.inner.read(name)
@@ -84,7 +99,9 @@ class SpyWriter:
     def write(self, name: str, text: str) -> None:
         self.writes.append((name, text))
         if len(self.writes) == self.fail_on:
-            raise OSError(errno.EIO, os.strerror(errno.EIO))
+            if self.landed:
+                self.inner.write(name, text)
+            raise self.error
         self.inner.write(name, "7" if len(self.writes) == self.lie_on else text)
 
 
@@ -288,3 +305,249 @@ def test_a_required_key_this_kernel_lacks_blocks_the_apply(netns: str, tmp_path:
     with pytest.raises(UnavailableError, match=r"removed in Linux 4\.12"):
         apply_profile(profile, environment(tmp_path, writer=spy), persist=False, command=COMMAND)
     assert spy.writes == []
+
+
+# ------------------------------------------------------------------ any writer exception
+
+
+@pytest.mark.parametrize(
+    ("error", "landed", "reason", "status"),
+    [
+        (
+            UnicodeEncodeError("ascii", "cub\xefc", 3, 4, "ordinal not in range(128)"),
+            False,
+            f"could not set {PORTS} to 20000 40000: the value is not ASCII text, "
+            "which /proc/sys takes (invalid argument)",
+            WriteFailedError,
+        ),
+        (
+            ValueError("bad\nvalue"),
+            False,
+            f"could not set {PORTS} to 20000 40000: ValueError: bad value",
+            WriteFailedError,
+        ),
+        (
+            RuntimeError("writer broke after writing"),
+            True,  # the value reached the kernel: it must be restored too
+            f"could not set {PORTS} to 20000 40000: RuntimeError: writer broke after writing",
+            WriteFailedError,
+        ),
+        (
+            KeyboardInterrupt(),
+            True,
+            f"could not set {PORTS} to 20000 40000: interrupted",
+            WriteFailedError,
+        ),
+    ],
+    ids=["unicode-encode-error", "value-error", "after-the-write", "ctrl-c"],
+)
+def test_any_exception_from_the_writer_restores_every_key_already_written(
+    netns: str,
+    tmp_path: Path,
+    error: BaseException,
+    landed: bool,
+    reason: str,
+    status: type[Exception],
+) -> None:
+    before = snapshot()
+    logged: list[str] = []
+    spy = SpyWriter(fail_on=3, error=error, landed=landed)
+    env = environment(tmp_path, writer=spy, log=logged.append)
+    with pytest.raises(status) as failure:
+        apply_profile(load_profile("web", WEB), env, persist=True, command=COMMAND)
+    message = str(failure.value)
+    assert reason in message and "\n" not in message
+    assert "restored and verified 2 key(s) already written; nothing was changed" in message
+    assert snapshot() == before
+    assert not (env.dropin_dir / DROPIN_NAME).exists()
+    assert env.store.undo_stack() == ()  # nothing left to roll back: all of it was undone
+    [entry] = env.store.history()
+    assert (entry.action, entry.outcome, entry.message) == ("apply", "failed", message)
+    assert logged == [f"apply #1 failed: {message} (by root (uid 0, via sudo from alice))"]
+
+
+def test_the_real_writer_s_encoding_error_mid_apply_is_undone(netns: str) -> None:
+    # The reviewer's case: tcp_fin_timeout 17 lands, then a non-ASCII congestion
+    # control name makes ProcSysctlWriter.write raise UnicodeEncodeError.
+    before = live(FIN)
+    congestion = "net.ipv4.tcp_congestion_control"
+    changes = [Change(FIN, before, "17"), Change(congestion, live(congestion), "cub\u00efc")]
+    with pytest.raises(WriteAborted) as aborted:
+        write_all(changes, ProcSysctlWriter(ProcFS()))
+    assert aborted.value.errno == errno.EINVAL and aborted.value.unrestored == ()
+    assert aborted.value.restored == 1
+    assert "could not set net.ipv4.tcp_congestion_control to cub\u00efc" in aborted.value.reason
+    assert live(FIN) == before
+
+
+def test_a_value_that_is_not_printable_ascii_is_refused_before_any_write(
+    netns: str, tmp_path: Path
+) -> None:
+    before = snapshot()
+    spy = SpyWriter()
+    env = environment(tmp_path, writer=spy)
+    # Fullwidth digits pass str.isdigit(); the kernel's parser takes ASCII only.
+    profile = raw_profile("wide", {FIN: 17, RESERVED: "8080,\uff19\uff10\uff19\uff10"})
+    with pytest.raises(BadInputError, match=r"'8080,\\uff19.*' is not printable ASCII text"):
+        apply_profile(profile, env, persist=False, command=COMMAND)
+    assert spy.writes == [] and snapshot() == before
+    assert not env.store.state_path.exists()
+
+
+# ------------------------------------------------------------------ which namespace
+
+
+def rewrite_record(env_state: Path, **fields: object) -> None:
+    """Change fields of the newest undo record in state.json (None deletes the field)."""
+    document = json.loads(env_state.read_text())
+    record = document["undo_stack"][-1]
+    for key, value in fields.items():
+        if value is None:
+            record.pop(key, None)
+        else:
+            record[key] = value
+    env_state.write_text(json.dumps(document))
+
+
+def test_each_apply_records_the_namespace_cookie_and_boot_id(netns: str, tmp_path: Path) -> None:
+    env = environment(tmp_path)
+    apply_profile(load_profile("a", {FIN: {"value": 15}}), env, persist=False, command=COMMAND)
+    [record] = env.store.undo_stack()
+    assert f"net:[{record.netns_inode}]" == netns
+    assert record.netns_cookie is not None and record.netns_cookie == netns_cookie()
+    assert record.boot_id == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert record.initial_netns is False
+
+
+def test_rollback_refuses_a_namespace_that_reuses_the_inode_number(
+    netns: str, tmp_path: Path
+) -> None:
+    original = live(FIN)
+    env = environment(tmp_path)
+    apply_profile(load_profile("a", {FIN: {"value": 15}}), env, persist=False, command=COMMAND)
+    with fresh_netns() as other:
+        # The kernel gave the apply's inode number to this new namespace (as it does
+        # once the old one is freed); only the cookie still tells them apart.
+        rewrite_record(env.store.state_path, netns_inode=int(other[5:-1]))
+        other_before = live(FIN)
+        with pytest.raises(UnavailableError) as refused:
+            rollback(env, command="tcptune rollback")
+        assert "the same inode number: the kernel reused it" in str(refused.value)
+        assert "nothing was changed" in str(refused.value)
+        assert live(FIN) == other_before
+    assert live(FIN) == "15\n"
+    rollback(env, command="tcptune rollback")  # from the apply's own namespace: allowed
+    assert live(FIN) == original
+
+
+def test_rollback_refuses_an_apply_made_during_an_earlier_boot(netns: str, tmp_path: Path) -> None:
+    env = environment(tmp_path)
+    apply_profile(load_profile("a", {FIN: {"value": 15}}), env, persist=False, command=COMMAND)
+    rewrite_record(env.store.state_path, boot_id="00000000-0000-4000-8000-000000000000")
+    with pytest.raises(UnavailableError, match=r"during an earlier boot .*no longer exists"):
+        rollback(env, command="tcptune rollback")
+    assert live(FIN) == "15\n" and len(env.store.undo_stack()) == 1
+
+
+def test_a_record_without_the_new_fields_falls_back_to_the_inode(
+    netns: str, tmp_path: Path
+) -> None:
+    original = live(FIN)
+    env = environment(tmp_path)
+    apply_profile(load_profile("a", {FIN: {"value": 15}}), env, persist=False, command=COMMAND)
+    rewrite_record(env.store.state_path, netns_cookie=None, boot_id=None, initial_netns=None)
+    with fresh_netns(), pytest.raises(UnavailableError, match=r"was net:\[\d+\] and this is"):
+        rollback(env, command="tcptune rollback")
+    rollback(env, command="tcptune rollback")
+    assert live(FIN) == original
+
+
+# ------------------------------------------------------------------ --persist and namespaces
+
+
+def test_persist_is_refused_in_a_namespace_entered_with_netns_or_pid(
+    netns: str, tmp_path: Path
+) -> None:
+    before = snapshot()
+    spy = SpyWriter()
+    env = environment(tmp_path, writer=spy, netns_name="netns blue")
+    profile = load_profile("web", WEB)
+    for attempt in (
+        lambda: preview(profile, env, persist=True),
+        lambda: apply_profile(profile, env, persist=True, command=COMMAND),
+    ):
+        with pytest.raises(UsageError) as refused:
+            attempt()
+        message = str(refused.value)
+        assert message.startswith("--persist cannot be used with --netns/--pid (netns blue)")
+        assert "never to that namespace; nothing was written" in message
+    assert spy.writes == [] and snapshot() == before
+    assert not env.store.directory.exists() and not (env.dropin_dir / DROPIN_NAME).exists()
+    plan, dropin = preview(profile, env, persist=False)  # without --persist: fine
+    assert dropin is None and plan.context.netns_name == "netns blue"
+
+
+def test_persist_from_inside_a_namespace_says_boot_does_not_follow_it(
+    netns: str, tmp_path: Path
+) -> None:
+    env = environment(tmp_path)
+    _, dropin = preview(load_profile("web", WEB), env, persist=True)
+    assert dropin is not None
+    [note] = dropin.notes
+    assert note.startswith(f"This is not the host's initial network namespace ({netns})")
+    assert f"takes effect when a system that boots with {env.dropin_dir} starts" in note
+    assert note.endswith("it does not follow this namespace.")
+
+
+# ------------------------------------------------------------------ hand edits in the drop-in
+
+
+def test_reapplying_names_hand_edits_in_the_drop_in_and_rollback_keeps_them(
+    netns: str, tmp_path: Path
+) -> None:
+    env = environment(tmp_path)
+    apply_profile(load_profile("a", {FIN: {"value": 15}}), env, persist=True, command=COMMAND)
+    dropin = env.dropin_dir / DROPIN_NAME
+    edited = dropin.read_text().replace(f"{FIN} = 15", f"{FIN} = 16") + "vm.swappiness = 1\n"
+    dropin.write_text(edited)
+    number = len(edited.splitlines())
+    expected = (ConfLine(number - 1, f"{FIN} = 16"), ConfLine(number, "vm.swappiness = 1"))
+
+    profile = load_profile("b", {FIN: {"value": 20}})
+    _, planned = preview(profile, env, persist=True)
+    assert planned is not None and planned.action == "replace"
+    assert (planned.foreign, planned.attributed) == (expected, True)
+    result = apply_profile(profile, env, persist=True, command=COMMAND)
+    assert result.dropin is not None and result.dropin.foreign == expected
+    assert "vm.swappiness" not in dropin.read_text()
+
+    undone = rollback(env, command="x")
+    assert undone.dropin_action == "restored" and undone.notes == ()
+    assert dropin.read_text() == edited  # the hand edits are back
+    assert live(FIN) == "15\n"
+
+
+def test_rollback_names_lines_added_after_its_apply_that_the_restore_drops(
+    netns: str, tmp_path: Path
+) -> None:
+    env = environment(tmp_path)
+    apply_profile(load_profile("a", {FIN: {"value": 15}}), env, persist=True, command=COMMAND)
+    dropin = env.dropin_dir / DROPIN_NAME
+    dropin.write_text(dropin.read_text() + "vm.swappiness = 1\n")
+    undone = rollback(env, command="x")
+    assert undone.dropin_action == "removed" and not dropin.exists()
+    [note] = undone.notes
+    assert "has lines tcptune did not write, added after apply #1" in note
+    assert note.endswith("line 6: vm.swappiness = 1")
+
+
+def test_without_a_record_of_the_drop_in_every_dropped_line_is_named(
+    netns: str, tmp_path: Path
+) -> None:
+    env = environment(tmp_path)
+    two = {FIN: {"value": 15}, KEEPALIVE: {"value": 600}}
+    apply_profile(load_profile("a", two), env, persist=True, command=COMMAND)
+    unrecorded = replace(env, store=StateStore(tmp_path / "elsewhere"))  # no undo record
+    _, planned = preview(load_profile("b", {FIN: {"value": 15}}), unrecorded, persist=True)
+    assert planned is not None and planned.attributed is False
+    assert [line.text for line in planned.foreign] == [f"{KEEPALIVE} = 600"]

@@ -6,6 +6,8 @@ import fcntl
 import json
 import os
 import shutil
+import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,6 +68,9 @@ def test_plan_apply_verify_history_rollback(netns: str, dirs: dict[str, str]) ->
     assert "Nothing was written (dry run). To apply:" in out
     assert f"tcptune apply {dirs['profile']} --apply --persist {' '.join(where)}" in out
     assert "95-vendor.conf:1 sets '45', which overrides '15' at boot" in " ".join(out.split())
+    flat = " ".join(out.split())
+    assert f"note: This is not the host's initial network namespace ({netns})" in flat
+    assert "in the namespace that system runs in; it does not follow this namespace." in flat
     assert (live(FIN), live(KEEPALIVE)) == before
 
     code, out, err = run("apply", dirs["profile"], *where, "--persist", "--apply", "--json")
@@ -189,3 +194,202 @@ def test_the_shipped_server_profile_plans_in_a_fresh_namespace(netns: str, tmp_p
     assert document["context"]["initial_netns"] is False
     assert "blocked" not in {item["action"] for item in document["items"]}
     assert not any(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------ --persist and --netns/--pid
+
+
+@pytest.fixture(params=["pid", "netns"])
+def entered(request: pytest.FixtureRequest, netns: str) -> Iterator[list[str]]:
+    """Yield the global options that enter another namespace: --pid PID or --netns NAME."""
+    if request.param == "pid":
+        holder = subprocess.Popen(["sleep", "60"])  # lives in the test's throwaway namespace
+        try:
+            yield ["--pid", str(holder.pid)]
+        finally:
+            holder.kill()
+            holder.wait()
+        return
+    if shutil.which("ip") is None:
+        skip_or_fail("ip (iproute2) is not installed")
+    name = f"tcptune-test-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield ["--netns", name]
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.mark.parametrize("execute", [["--apply"], []], ids=["apply", "plan"])
+def test_persist_in_an_entered_namespace_is_a_usage_error(
+    entered: list[str], dirs: dict[str, str], execute: list[str]
+) -> None:
+    before = live(FIN)
+    where = ["--state-dir", dirs["state"], "--boot-root", dirs["root"]]
+    result = run_tcptune(*entered, "apply", dirs["profile"], *execute, "--persist", *where)
+    assert result.returncode == ExitStatus.USAGE == 64, result.stderr
+    assert result.stdout == "" and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("tcptune: --persist cannot be used with --netns/--pid (netns")
+    assert "never to that namespace; nothing was written" in result.stderr
+    assert not Path(dirs["state"]).exists()
+    assert not Path(dirs["root"], "etc/sysctl.d/90-tcptune.conf").exists()
+    assert live(FIN) == before
+    plan = run_tcptune(*entered, "apply", dirs["profile"], *where)  # no --persist: as before
+    assert plan.returncode == 0, plan.stderr
+
+
+# ------------------------------------------------------------------ hand edits in the drop-in
+
+
+def test_apply_output_names_hand_edits_it_drops(netns: str, dirs: dict[str, str]) -> None:
+    where = ["--state-dir", dirs["state"], "--boot-root", dirs["root"]]
+    code, _, err = run("apply", dirs["profile"], *where, "--persist", "--apply")
+    assert (code, err) == (0, "")
+    dropin = Path(dirs["root"], "etc/sysctl.d/90-tcptune.conf")
+    edited = dropin.read_text() + "vm.swappiness = 1\n"
+    dropin.write_text(edited)
+    number = len(edited.splitlines())
+    other = write_profile(Path(dirs["profile"]).parent, "tight", {FIN: {"value": 20}})
+
+    code, out, err = run("apply", str(other), *where, "--persist", "--json")
+    assert (code, err) == (0, "")
+    persist = json.loads(out)["persist"]
+    assert persist["dropped_lines"] == [{"line": number, "text": "vm.swappiness = 1"}]
+    assert persist["dropped_lines_attributed"] is True
+
+    code, out, err = run("apply", str(other), *where, "--persist", "--apply")
+    assert (code, err) == (0, "")
+    flat = " ".join(out.split())
+    assert f"note: 1 line(s) in {dropin} were not written by tcptune and were dropped." in flat
+    assert "`tcptune rollback` restores the file as it was, with them:" in flat
+    assert f"line {number}: vm.swappiness = 1" in out
+    assert "vm.swappiness" not in dropin.read_text()
+
+    code, out, err = run("rollback", "--state-dir", dirs["state"])
+    assert (code, err) == (0, "")
+    assert dropin.read_text() == edited
+
+
+# ------------------------------------------------------------------ the history never blocks
+
+
+def test_a_torn_history_line_blocks_neither_apply_nor_rollback(
+    netns: str, dirs: dict[str, str]
+) -> None:
+    before = live(FIN)
+    state = ["--state-dir", dirs["state"]]
+    assert run("apply", dirs["profile"], *state, "--apply")[0] == 0
+    history = Path(dirs["state"], "history.jsonl")
+    with history.open("a") as log:
+        log.write('{"id": 2, "time": 17')  # a crash in the middle of an append
+
+    other = write_profile(Path(dirs["profile"]).parent, "tight", {FIN: {"value": 20}})
+    code, out, err = run("apply", str(other), *state, "--apply", "--json")
+    assert (code, err) == (0, "") and json.loads(out)["record"] == 2
+    assert run("rollback", *state)[:3:2] == (0, "")
+    assert run("rollback", *state)[:3:2] == (0, "")
+    assert live(FIN) == before
+
+    code, out, err = run("history", *state)
+    assert code == ExitStatus.BAD_INPUT == 65
+    assert "#1 " in out and "#4 " in out  # every readable entry is listed
+    assert "Unreadable history lines (skipped" in out
+    assert err.startswith(f"tcptune: {history}: line 2: ") and err.count("\n") == 1
+    code, out, err = run("history", *state, "--json")
+    document = json.loads(out)
+    assert code == 65 and [e["id"] for e in document["entries"]] == [1, 2, 3, 4]
+    [problem] = document["problems"]
+    assert problem.startswith("line 2: ")
+
+
+# ------------------------------------------------------------------ corrupt state files
+
+
+CHANGE = {"name": "net.ipv4.tcp_fin_timeout", "before": "60", "after": "15"}
+WHO = {"uid": 0, "euid": 0, "user": "root"}
+ESCAPING = {
+    "schema": 1,
+    "undo_stack": [
+        {
+            "id": 1,
+            "time": 1.0,
+            "profile": "x",
+            "netns_inode": None,
+            "who": WHO,
+            "changes": [{**CHANGE, "name": "../../etc/passwd"}],
+            "dropin": None,
+            "complete": True,
+        }
+    ],
+}
+HISTORY_LINE = json.dumps(
+    {"id": 1, "time": 1.0, "action": "apply", "outcome": "applied", "who": WHO, "changes": []}
+)
+
+
+def _state_dir(tmp_path: Path, file: str, content: bytes | None) -> Path:
+    state = tmp_path / "state"
+    state.mkdir(parents=True)
+    if content is None:
+        (state / file).mkdir()
+    else:
+        (state / file).write_bytes(content)
+    return state
+
+
+@pytest.mark.parametrize(
+    ("command", "content", "reason"),
+    [
+        ("rollback", b"\xff\xfe", "state.json: corrupt state file: not UTF-8 text (byte 0)"),
+        ("apply", None, "state.json: cannot read it: is a directory"),
+        ("rollback", None, "state.json: cannot read it: is a directory"),
+        (
+            "rollback",
+            json.dumps(ESCAPING).encode(),
+            'undo_stack[0].changes[0].name: not a dotted sysctl name: "../../etc/passwd"',
+        ),
+    ],
+    ids=["invalid-utf8", "apply-directory", "rollback-directory", "escaping-name"],
+)
+def test_a_corrupt_state_file_exits_65_and_nothing_is_written(
+    netns: str,
+    dirs: dict[str, str],
+    tmp_path: Path,
+    command: str,
+    content: bytes | None,
+    reason: str,
+) -> None:
+    before = live(FIN)
+    state = _state_dir(tmp_path / "s", "state.json", content)
+    args = ["apply", dirs["profile"], "--apply"] if command == "apply" else ["rollback"]
+    code, out, err = run(*args, "--state-dir", str(state))
+    assert code == ExitStatus.BAD_INPUT == 65, err
+    assert out == "" and err.count("\n") == 1 and reason in err
+    assert err.rstrip().endswith("nothing was changed") or "cannot read it" in err
+    assert live(FIN) == before
+    assert sorted(p.name for p in state.iterdir()) == ["lock", "state.json"]  # no history line
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"\xff\n", "line 2: not UTF-8 text (byte 0)"),
+        (b'{"time":1e400}\n', "line 2: entry: 'id' is missing"),
+        (HISTORY_LINE.replace("1.0", "1e400").encode(), "line 2: time: expected seconds since"),
+        (HISTORY_LINE.replace("1.0", "NaN").encode(), "line 2: NaN is not a JSON number"),
+        (HISTORY_LINE.replace("1.0", "1e15").encode(), "line 2: time: expected seconds since"),
+        (None, "history.jsonl: cannot read it: is a directory"),
+    ],
+    ids=["invalid-utf8", "no-id", "infinite-time", "nan-time", "far-future", "directory"],
+)
+def test_a_bad_history_file_exits_65_naming_the_line(
+    tmp_path: Path, content: bytes | None, reason: str
+) -> None:
+    good = HISTORY_LINE.encode() + b"\n"
+    state = _state_dir(tmp_path, "history.jsonl", None if content is None else good + content)
+    code, out, err = run("history", "--state-dir", str(state))
+    assert code == ExitStatus.BAD_INPUT == 65
+    assert err.startswith("tcptune: ") and err.count("\n") == 1 and reason in err
+    assert str(state / "history.jsonl") in err
+    if content is not None:
+        assert out.startswith("#1 ")  # the readable entry is still shown

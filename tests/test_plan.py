@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tcptune.exitcodes import BadInputError, ExitStatus, UnavailableError
-from tcptune.plan import Action, Plan, build_plan, same_sysctl_text, value_text
+from tcptune.plan import Action, Plan, build_plan, same_sysctl_text, value_text, writable_text
 from tcptune.procfs import ProcFS
 from tests.apply_support import load_profile, raw_profile
 
@@ -67,3 +67,14 @@ def test_port_lists_compare_as_sets_of_ports() -> None:
     assert not same_sysctl_text(name, "8080", "8081")
     assert same_sysctl_text("net.ipv4.ip_local_port_range", "32768\t60999\n", "32768 60999")
     assert value_text((1024, 65535)) == "1024 65535"
+
+
+def test_a_value_that_is_not_printable_ascii_blocks_the_plan(container_proc: ProcFS) -> None:
+    name = "net.ipv4.ip_local_reserved_ports"
+    for value in ("8080,\uff19\uff10\uff19\uff10", "8080\n9090", "8080\x1b[2J"):
+        plan = build_plan(raw_profile("odd", {name: value}), container_proc)
+        [item] = plan.items
+        assert item.action is Action.BLOCKED and item.blocked_status is ExitStatus.BAD_INPUT
+        assert f"the value {value!a} is not printable ASCII text" in (item.reason or "")
+        assert isinstance(plan.error(), BadInputError)
+    assert writable_text("8080,9000-9010") and writable_text("32768 60999")

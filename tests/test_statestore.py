@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 from pathlib import Path
 
@@ -82,3 +83,195 @@ def test_a_held_lock_fails_with_locked_after_the_timeout(tmp_path: Path) -> None
         os.close(holder)
     with store.locked(0):  # free again
         assert store.lock_path.read_text().strip() == str(os.getpid())
+
+
+# ------------------------------------------------------------------ the id counter and the log
+
+
+def entry_line(entry_id: int, **fields: object) -> str:
+    """Return one history line as tcptune writes it, with ``fields`` replaced."""
+    data = {
+        "id": entry_id,
+        "time": 2.0,
+        "action": "apply",
+        "outcome": "applied",
+        "profile": "web",
+        "who": {"uid": 0, "euid": 0, "user": "root", "sudo_user": None, "net_admin": False},
+        "changes": [{"name": "net.ipv4.tcp_fin_timeout", "before": "60", "after": "15"}],
+        "dropin": None,
+        "message": "ok",
+        "undoes": None,
+    }
+    data.update(fields)
+    return literal(data)
+
+
+def literal(data: object) -> str:
+    """Return ``data`` as JSON, writing infinity as the overflowing number 1e400."""
+    return json.dumps(data).replace("Infinity", "1e400")
+
+
+def test_a_torn_history_line_does_not_block_the_next_id(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.history_path.write_text(entry_line(1) + "\n" + entry_line(2)[:25])  # a crash mid-write
+    assert store.next_id() == 2  # the torn line has no readable id: skipped
+    log = store.read_history()
+    assert [e.id for e in log.entries] == [1]
+    [problem] = log.problems
+    assert problem.startswith("line 2: ")
+    with pytest.raises(BadInputError, match=r"history.jsonl: line 2: "):
+        store.history()
+
+
+def test_the_id_counter_lives_in_state_json(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.push(record(1))
+    store.push(record(2))
+    store.drop(2, used=[3])  # a rollback took id 3 while undoing apply 2
+    store.drop(1)
+    assert store.undo_stack() == ()
+    assert json.loads(store.state_path.read_text())["next_id"] == 4
+    assert store.next_id() == 4  # without any history file at all
+    store.history_path.write_bytes(b"\xff\xfe garbage\n")
+    assert store.next_id() == 4
+    store.history_path.unlink()
+    store.history_path.mkdir()  # unreadable as a file: the counter still holds
+    assert store.next_id() == 4
+
+
+def test_an_old_state_file_without_the_new_fields_still_reads(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    old = {
+        "schema": 1,
+        "undo_stack": [
+            {
+                "id": 7,
+                "time": 1.5,
+                "profile": "web",
+                "netns_inode": 4026531840,
+                "who": {"uid": 0, "euid": 0, "user": "root", "sudo_user": "alice"},
+                "changes": [{"name": "net.ipv4.tcp_fin_timeout", "before": "60", "after": "15"}],
+                "dropin": {"path": "/etc/sysctl.d/90-tcptune.conf", "previous": None},
+                "complete": True,
+            }
+        ],
+    }
+    store.state_path.write_text(json.dumps(old))
+    [loaded] = store.undo_stack()
+    assert (loaded.id, loaded.netns_cookie, loaded.boot_id, loaded.initial_netns) == (
+        7,
+        None,
+        None,
+        None,
+    )
+    assert loaded.dropin == DropinBackup("/etc/sysctl.d/90-tcptune.conf", None, None)
+    assert store.next_id() == 8
+
+
+CHANGE = {"name": "net.ipv4.tcp_fin_timeout", "before": "60", "after": "15"}
+BAD_RECORDS = {
+    "change-name-escapes": ({"changes": [{**CHANGE, "name": "../../etc/passwd"}]}, "not a dotted"),
+    "change-name-slashes": ({"changes": [{**CHANGE, "name": "net/ipv4/x"}]}, "not a dotted"),
+    "before-not-text": ({"changes": [{**CHANGE, "before": None}]}, "before: expected a string"),
+    "time-infinite": ({"time": 1e400}, "time: expected seconds since 1970"),
+    "time-far-future": ({"time": 1e15}, "time: expected seconds since 1970"),
+    "time-negative": ({"time": -1}, "time: expected seconds since 1970"),
+    "id-text": ({"id": "7"}, "id: expected a whole number"),
+    "uid-infinite": ({"who": {"uid": 1e400, "euid": 0, "user": "root"}}, "who.uid"),
+    "dropin-elsewhere": ({"dropin": {"path": "/etc/passwd", "previous": "x"}}, "not a 90-tcptune"),
+    "complete-missing": ({"complete": ...}, "'complete' is missing"),
+}
+
+
+@pytest.mark.parametrize("problem", list(BAD_RECORDS))
+def test_a_bad_record_in_state_json_is_named_and_refused(tmp_path: Path, problem: str) -> None:
+    fields, reason = BAD_RECORDS[problem]
+    data = json.loads(json.dumps(asdict_record(record(3))))
+    for key, value in fields.items():
+        if value is ...:
+            del data[key]
+        else:
+            data[key] = value
+    store = StateStore(tmp_path)
+    store.state_path.write_text(literal({"schema": 1, "undo_stack": [data]}))
+    with pytest.raises(BadInputError) as refused:
+        store.next_id()
+    message = str(refused.value)
+    assert message.startswith(f"{store.state_path}: corrupt state file: undo_stack[0]")
+    assert reason in message and message.endswith("nothing was changed")
+
+
+def asdict_record(item: ApplyRecord) -> dict[str, object]:
+    from dataclasses import asdict
+
+    return asdict(item)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"\xff\xfe", "not UTF-8 text (byte 0)"),
+        (b'{"schema": 1, "undo_stack": [], "next_id": NaN}', "NaN is not a JSON number"),
+        (b'{"schema": 1, "undo_stack": {}}', "undo_stack: expected a list"),
+        (b'["schema"]', "top level: expected an object"),
+        (b'{"schema": 1,\n "undo_stack": [\n', "line 3 column 1"),
+    ],
+    ids=["invalid-utf8", "nan", "stack-not-list", "not-object", "truncated"],
+)
+def test_a_corrupt_state_file_is_bad_input(tmp_path: Path, content: bytes, reason: str) -> None:
+    store = StateStore(tmp_path)
+    store.state_path.write_bytes(content)
+    with pytest.raises(BadInputError, match="corrupt state file") as refused:
+        store.undo_stack()
+    assert reason in str(refused.value)
+    with pytest.raises(BadInputError):
+        store.push(record(1))  # nothing is written over it
+    assert store.state_path.read_bytes() == content
+
+
+def test_a_state_file_that_is_a_directory_is_bad_input(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.state_path.mkdir()
+    with pytest.raises(BadInputError, match=r"state.json: cannot read it: is a directory"):
+        store.next_id()
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b"\xff", "line 2: not UTF-8 text (byte 0)"),
+        (entry_line(2, time=1e400).encode(), "line 2: time: expected seconds since 1970"),
+        (entry_line(2).replace('"time": 2.0', '"time": NaN').encode(), "NaN is not a JSON"),
+        (entry_line(2, time=1e15).encode(), "line 2: time: expected seconds since 1970"),
+        (entry_line(2, action="wipe").encode(), "line 2: action: expected 'apply'"),
+        (entry_line(2, changes=[{**CHANGE, "name": "\x1b[2J"}]).encode(), "not a dotted"),
+    ],
+    ids=["invalid-utf8", "infinite-time", "nan-time", "far-future", "action", "escape-name"],
+)
+def test_a_bad_history_line_is_named_and_the_others_still_read(
+    tmp_path: Path, line: bytes, reason: str
+) -> None:
+    store = StateStore(tmp_path)
+    store.history_path.write_bytes(entry_line(1).encode() + b"\n" + line + b"\n")
+    log = store.read_history()
+    assert [e.id for e in log.entries] == [1]
+    [problem] = log.problems
+    assert reason in problem
+
+
+def test_a_history_file_that_is_a_directory_is_bad_input(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.history_path.mkdir()
+    with pytest.raises(BadInputError, match=r"history.jsonl: cannot read it: is a directory"):
+        store.read_history()
+
+
+def test_an_entry_appended_after_a_torn_line_starts_a_new_line(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.history_path.write_text(entry_line(1) + "\n" + entry_line(2)[:25])
+    store.append_history(
+        HistoryEntry(3, 3.0, "rollback", "rolled back", "web", ROOT, (), None, "undid", undoes=1)
+    )
+    log = store.read_history()
+    assert [e.id for e in log.entries] == [1, 3]
+    assert [p.split(":")[0] for p in log.problems] == ["line 2"]

@@ -10,10 +10,12 @@ import pytest
 from tcptune.exitcodes import UsageError
 from tcptune.sysctld import (
     DROPIN_NAME,
+    ConfLine,
     SearchPath,
     boot_files,
     boot_settings,
     boot_warnings,
+    foreign_lines,
     install_dropin,
     key_to_path,
     parse_conf,
@@ -167,3 +169,26 @@ def test_a_foreign_file_with_our_name_is_never_replaced(root: Path) -> None:
     with pytest.raises(UsageError, match="tcptune did not write it"):
         plan_dropin(root / "etc/sysctl.d", SearchPath.under(root), "web", [], 0.0, "root")
     assert foreign.read_text() == "net.ipv4.tcp_fin_timeout = 7\n"
+
+
+WRITTEN = (
+    "# tcptune-managed: written by `tcptune apply --persist`; tcptune replaces or removes\n"
+    "# profile a, written 1970-01-01T00:00:00Z by root (uid 0)\n"
+    "net.ipv4.tcp_fin_timeout = 15\n"
+    "net.ipv4.tcp_keepalive_time = 600\n"
+)
+
+
+def test_foreign_lines_are_those_tcptune_did_not_write_and_will_not_keep() -> None:
+    current = WRITTEN.replace("= 600", "= 900") + "\n# keep swap low\nvm.swappiness = 1\n"
+    new = "# tcptune-managed\nnet.ipv4.tcp_fin_timeout = 20\nvm.swappiness = 1\n"
+    assert foreign_lines(current, WRITTEN, new) == (
+        ConfLine(4, "net.ipv4.tcp_keepalive_time = 900"),  # a hand-edited value
+        ConfLine(6, "# keep swap low"),
+    )  # vm.swappiness = 1 is kept by the new text, so it is not lost
+    assert foreign_lines(WRITTEN, WRITTEN, new) == ()  # all tcptune's own
+
+
+def test_without_a_record_every_setting_line_not_kept_is_named() -> None:
+    new = "# tcptune-managed\nnet.ipv4.tcp_fin_timeout = 15\n"
+    assert foreign_lines(WRITTEN, None, new) == (ConfLine(4, "net.ipv4.tcp_keepalive_time = 600"),)

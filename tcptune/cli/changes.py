@@ -123,7 +123,8 @@ def apply(
     Every key is checked before the first write; the previous values are saved
     in the state directory; each write is read back, and any failure restores
     every key already written. Per-namespace keys change only the current
-    network namespace.
+    network namespace. --persist cannot be combined with --netns/--pid: boot
+    applies the drop-in to whatever boots this /etc, never to that namespace.
 
     \b
     Examples:
@@ -133,10 +134,11 @@ def apply(
       tcptune apply ./my-profile.toml --json        the plan as JSON
 
     \b
-    Exit status: 0 applied, or plan shown; 64 usage, or a drop-in tcptune did
-    not write is in the way; 65 invalid profile or a value the kernel would
-    reject; 69 no such profile or key; 74 a write failed (all restored);
-    75 another apply holds the lock; 77 not root, or /proc/sys is read-only.
+    Exit status: 0 applied, or plan shown; 64 usage (also --persist with
+    --netns/--pid), or a drop-in tcptune did not write is in the way; 65 invalid
+    profile, a value the kernel would reject, or a corrupt state file; 69 no
+    such profile or key; 74 a write failed (all restored); 75 another apply
+    holds the lock; 77 not root, or /proc/sys is read-only.
     """
     import json
 
@@ -195,9 +197,11 @@ def rollback(ctx: click.Context, as_json: bool, state_dir: Path, lock_timeout: f
       sudo tcptune rollback --state-dir /srv/tcptune-state
 
     \b
-    Exit status: 0 rolled back; 69 nothing to roll back, or the apply was made
-    in another network namespace; 74 a write failed (all restored); 75 another
-    apply holds the lock; 77 not root, or /proc/sys is read-only.
+    Exit status: 0 rolled back; 65 state.json is corrupt (nothing is written);
+    69 nothing to roll back, or the apply was made in another network namespace
+    (told apart by namespace cookie and boot id, not only the inode number);
+    74 a write failed (all restored); 75 another apply holds the lock; 77 not
+    root, or /proc/sys is read-only.
     """
     import json
 
@@ -258,24 +262,35 @@ def verify(
 def history(as_json: bool, last: int | None, state_dir: Path) -> ExitStatus:
     """List past applies and rollbacks: when, who, which profile, what changed.
 
+    A line of the history file that cannot be read (torn by a crash, edited) is
+    skipped: every other entry is still listed, the bad line is named at the end
+    (and in "problems" with --json), and the exit status is 65.
+
     \b
     Examples:
       tcptune history
       tcptune history -n 5 --json
 
     \b
-    Exit status: 0 listed (also when empty); 65 the history file is corrupt.
+    Exit status: 0 listed (also when empty); 65 a line of the history file, or
+    the file itself, cannot be read (the readable entries are still listed).
     """
     import json
 
     from tcptune import render
+    from tcptune.exitcodes import BadInputError
     from tcptune.statestore import StateStore
 
-    entries = StateStore(state_dir).history()
-    if last is not None:
-        entries = entries[-last:]
+    store = StateStore(state_dir)
+    log = store.read_history()
+    entries = log.entries if last is None else log.entries[-last:]
     if as_json:
-        click.echo(json.dumps(render.history_dict(entries), indent=2))
+        click.echo(json.dumps(render.history_dict(entries, log), indent=2))
     else:
-        click.echo(render.history_text(entries), nl=False)
+        click.echo(render.history_text(entries, log), nl=False)
+    if log.problems:
+        raise BadInputError(
+            f"{store.history_path}: {'; '.join(log.problems)} (skipped; the other entries "
+            "are listed)"
+        )
     return ExitStatus.OK

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from tcptune.applier import ApplyResult, RollbackResult
     from tcptune.plan import Plan, PlanItem
     from tcptune.snapshot import Context, SysctlValue
-    from tcptune.statestore import Change, HistoryEntry
+    from tcptune.statestore import Change, HistoryEntry, HistoryLog
     from tcptune.sysctld import DropinPlan
     from tcptune.verify import VerifyReport
 
@@ -124,7 +124,34 @@ def _dropin_lines(dropin: DropinPlan, done: bool) -> list[str]:
         lines += _wrapped(warning, "  warning: ")
     if not dropin.warnings:
         lines.append("  no later boot-time file overrides these keys")
+    dropped = dropped_lines_note(dropin, done)
+    if dropped:
+        lines += _wrapped(dropped, "  note: ")
+        lines += [f"    line {line.number}: {_printable(line.text)}" for line in dropin.foreign]
+    for note in dropin.notes:
+        lines += _wrapped(note, "  note: ")
     return lines
+
+
+def _printable(text: str) -> str:
+    return text if text.isprintable() else ascii(text)
+
+
+def dropped_lines_note(dropin: DropinPlan, done: bool) -> str | None:
+    """Return what replacing the drop-in loses: lines tcptune did not write, or None."""
+    if not dropin.foreign:
+        return None
+    count = len(dropin.foreign)
+    verb = "were dropped" if done else "will be dropped"
+    if dropin.attributed:
+        what = f"{count} line(s) in {dropin.path} were not written by tcptune and {verb}"
+    else:
+        what = (
+            f"tcptune has no record of what it last wrote in {dropin.path}, so these "
+            f"{count} line(s), which the new drop-in does not keep, may be hand edits; they {verb}"
+        )
+    undo = "`tcptune rollback` restores" if done else "A rollback of this apply restores"
+    return f"{what}. {undo} the file as it was, with them:"
 
 
 def plan_text(plan: Plan, dropin: DropinPlan | None, apply_command: str) -> str:
@@ -196,13 +223,24 @@ def plan_dict(
             }
             for item in plan.items
         ],
-        "persist": None
-        if dropin is None
-        else {"path": str(dropin.path), "action": dropin.action, "warnings": list(dropin.warnings)},
+        "persist": None if dropin is None else _persist_json(dropin),
         "apply_command": apply_command,
         "record": None if result is None else result.record_id,
         "written": [] if result is None else _changes_json(result.written),
         "seconds": None if result is None else round(result.seconds, 4),
+    }
+
+
+def _persist_json(dropin: DropinPlan) -> dict[str, Any]:
+    return {
+        "path": str(dropin.path),
+        "action": dropin.action,
+        "warnings": list(dropin.warnings),
+        "notes": list(dropin.notes),
+        # Lines of the current drop-in the new one drops and tcptune did not write
+        # ("attributed": false: no record of what it wrote, so maybe some of its own).
+        "dropped_lines": [{"line": x.number, "text": x.text} for x in dropin.foreign],
+        "dropped_lines_attributed": dropin.attributed,
     }
 
 
@@ -327,9 +365,10 @@ def verify_dict(report: VerifyReport) -> dict[str, Any]:
     }
 
 
-def history_text(entries: Sequence[HistoryEntry]) -> str:
-    """Return past applies and rollbacks, oldest first, each with what it changed."""
-    if not entries:
+def history_text(entries: Sequence[HistoryEntry], log: HistoryLog | None = None) -> str:
+    """Return past applies and rollbacks, oldest first, then any line that could not be read."""
+    problems = list(log.problems) if log is not None else []
+    if not entries and not problems:
         return "No apply or rollback recorded yet.\n"
     lines = []
     for entry in entries:
@@ -343,13 +382,17 @@ def history_text(entries: Sequence[HistoryEntry]) -> str:
             lines.append(f"    drop-in {entry.dropin}")
         if entry.outcome == "failed":
             lines += _wrapped(entry.message, "    ")
+    if problems:
+        lines.append("Unreadable history lines (skipped; the entries above are all the others):")
+        lines += [line for problem in problems for line in _wrapped(problem, "    ")]
     return "\n".join(lines) + "\n"
 
 
-def history_dict(entries: Sequence[HistoryEntry]) -> dict[str, Any]:
-    """Return the history as JSON-ready data (schema 1)."""
+def history_dict(entries: Sequence[HistoryEntry], log: HistoryLog | None = None) -> dict[str, Any]:
+    """Return the history as JSON-ready data (schema 1), with any unreadable lines."""
     return {
         "schema": JSON_SCHEMA_VERSION,
+        "problems": list(log.problems) if log is not None else [],
         "entries": [
             {
                 "id": e.id,
