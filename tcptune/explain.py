@@ -19,6 +19,7 @@ FILE_KINDS: tuple[str, ...] = ("state", "sysctl", "option", "concept")  # findin
 HEADER_KEYS: tuple[str, ...] = ("title", "summary", "references", "aliases")
 SUMMARY_MAX = 70
 BODY_WIDTH = 78
+SCREEN_WIDTH = 80  # what format_topic wraps titles and references to
 MAX_SUGGESTIONS = 5
 _SYSCTL_PREFIXES: tuple[str, ...] = ("net.ipv4.", "net.ipv6.", "net.core.")
 _PROC_SYS = "/proc/sys/"
@@ -216,12 +217,25 @@ def _suggest(
 
 
 def format_topic(topic: Topic) -> str:
-    """Return the topic as plain text for the terminal: title, summary, body, sources."""
-    lines = [topic.title, "=" * min(len(topic.title), BODY_WIDTH), "", topic.summary, ""]
-    lines.append(topic.body)
+    """Return the topic as plain text in 80 columns: title, summary, body, sources."""
+    import textwrap
+
+    def wrap(text: str, first: str = "", rest: str = "") -> list[str]:
+        return textwrap.wrap(
+            text,
+            SCREEN_WIDTH,
+            initial_indent=first,
+            subsequent_indent=rest,
+            break_on_hyphens=False,  # keeps names like tcp_fin_timeout or RFC 9293 whole
+        )
+
+    title = wrap(topic.title, rest="  ")
+    lines = [*title, "=" * min(max(len(line) for line in title), BODY_WIDTH), ""]
+    lines += [*wrap(topic.summary), "", topic.body]
     if topic.references:
         lines += ["", "References:"]
-        lines += [f"  - {reference}" for reference in topic.references]
+        for reference in topic.references:
+            lines += wrap(reference, "  - ", "    ")
     return "\n".join(lines) + "\n"
 
 

@@ -42,10 +42,34 @@ class Finding:
         return f"{self.id}:{self.subject}" if self.subject else self.id
 
 
+# The prefixes a sysctl subject may leave out in --ignore ID:KEY, as the text
+# report shows keys (tcp_keepalive_time for net.ipv4.tcp_keepalive_time).
+SHORT_KEY_PREFIXES: tuple[str, ...] = ("net.ipv4.", "net.core.")
+
+
 def is_ignored(finding: Finding, ignore: Iterable[str]) -> bool:
-    """Return whether ``--ignore`` names this finding's ID or its ``id:subject`` key."""
-    names = set(ignore)
-    return finding.id in names or finding.key in names
+    """Return whether ``--ignore`` names this finding's ID or its ``id:subject`` key.
+
+    A sysctl subject matches its full dotted name or the name without
+    net.ipv4. or net.core. (``profile-mismatch:tcp_keepalive_time``).
+    """
+    for word in ignore:
+        finding_id, colon, subject = word.partition(":")
+        if finding_id != finding.id:
+            continue
+        if not colon or subject == finding.subject:
+            return True
+        if finding.subject and any(
+            finding.subject == prefix + subject for prefix in SHORT_KEY_PREFIXES
+        ):
+            return True
+    return False
+
+
+def unknown_ignore_ids(ignore: Iterable[str], known_ids: Iterable[str]) -> list[str]:
+    """Return the ``--ignore`` words whose ID (before any ``:``) is none of ``known_ids``."""
+    known = set(known_ids)
+    return [word for word in ignore if word.partition(":")[0] not in known]
 
 
 def exit_status(findings: Iterable[Finding], complete: bool) -> ExitStatus:

@@ -15,8 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tcptune.exitcodes import PermissionDeniedError, UnavailableError, UsageError
-from tcptune.procfs import ProcFS
+from tcptune.exitcodes import PermissionDeniedError, TcptuneError, UnavailableError, UsageError
+from tcptune.procfs import ProcFS, describe_os_error
 
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = Path("/run/netns")  # where `ip netns add` bind-mounts named namespaces
@@ -54,14 +54,34 @@ def namespace_path(
     return proc_dir / "ns" / "net", f"netns of pid {pid} ({comm})"
 
 
+def open_error(exc: OSError, label: str, path: Path, euid: int) -> TcptuneError:
+    """Return the error to report when the namespace file at ``path`` cannot be opened.
+
+    "Needs root" is only the answer for a user who is not root. Root itself
+    gets EACCES when the ptrace access check refuses it: proc_ns_get_link
+    (fs/proc/namespaces.c) asks ptrace_may_access(PTRACE_MODE_READ_FSCREDS),
+    which a security module or a target holding capabilities this process
+    lacks can refuse (kernel/ptrace.c, security/commoncap.c).
+    """
+    reason = describe_os_error(exc)
+    if isinstance(exc, FileNotFoundError):
+        return UnavailableError(f"{label}: gone ({path} does not exist)")
+    if isinstance(exc, PermissionError):
+        if euid != 0:
+            return PermissionDeniedError(f"{label}: cannot open {path}: {reason}; needs root")
+        return PermissionDeniedError(
+            f"{label}: cannot open {path}: {reason} even as root "
+            "(the kernel's ptrace access check on the process refused it)"
+        )
+    return UnavailableError(f"{label}: cannot open {path}: {reason}")
+
+
 def enter(path: Path, label: str) -> Target:
     """Move this process into the network namespace at ``path`` with setns(2)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError as exc:
-        raise UnavailableError(f"{label}: gone ({path} does not exist)") from exc
-    except PermissionError as exc:
-        raise PermissionDeniedError(f"{label}: cannot open {path}: needs root") from exc
+    except OSError as exc:
+        raise open_error(exc, label, path, os.geteuid()) from exc
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.setns(fd, CLONE_NEWNET) != 0:

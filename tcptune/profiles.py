@@ -19,13 +19,15 @@ if TYPE_CHECKING:  # importlib.resources costs ~10 ms; load it only when listing
     from importlib.resources.abc import Traversable
 
 from tcptune.exitcodes import BadInputError, UnavailableError
+from tcptune.ports import MAX_PORT
 from tcptune.procfs import is_valid_sysctl_name
 from tcptune.snapshot import SysctlValue
 from tcptune.sysctls import KNOWN_SYSCTLS, Unit
 
 SCHEMA_VERSION = 1
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_PORT_LIST = re.compile(r"^(\d+(-\d+)?)(,\d+(-\d+)?)*$")
+_PORT_LIST = re.compile(r"([0-9]+(-[0-9]+)?)(,[0-9]+(-[0-9]+)?)*")  # ASCII digits only
+BYTE_ORDER_MARK = "\ufeff"  # some editors start a UTF-8 file with it; TOML does not allow it
 _TOP_FIELDS = {"schema", "name", "summary", "description", "extends", "references", "sysctl"}
 _TARGET_FIELDS = {"value", "min", "max", "why", "risk", "optional", "references"}
 
@@ -99,6 +101,16 @@ class ProfileSource:
     name: str
     path: str
     text: str
+    position: int | None = None  # index in the locator's search order; None: given as a path
+
+
+@dataclass(frozen=True)
+class BrokenProfile:
+    """A findable profile that cannot be used: unreadable, invalid, or a bad ancestor."""
+
+    name: str
+    path: str
+    reason: str  # the error, naming the file and key
 
 
 def shipped_profiles() -> Traversable:
@@ -123,51 +135,121 @@ def default_profile_dirs(home: Path | None = None) -> tuple[Path, ...]:
 
 
 class ProfileLocator:
-    """Find profiles by name in the given directories, then among the shipped ones."""
+    """Find profiles by name in the given directories, then among the shipped ones.
+
+    The directories are listed once per locator, and each file is read and
+    validated at most once: resolving long ``extends`` chains for every
+    profile would otherwise list and parse every directory per ancestor.
+    """
 
     def __init__(self, dirs: Sequence[Path], shipped: Traversable | None = None) -> None:
         self.dirs = tuple(dirs)
         self.shipped = shipped if shipped is not None else shipped_profiles()
+        self._listing: tuple[tuple[str, Traversable | Path], ...] | None = None
+        self._positions: dict[str, list[int]] = {}  # name -> where it is, in search order
+        self._sources: dict[int, ProfileSource] = {}
+        self._validated: dict[str, Profile] = {}
 
-    def _candidates(self) -> list[tuple[str, Traversable | Path]]:
-        found: list[tuple[str, Traversable | Path]] = []
-        for directory in self.dirs:
-            if directory.is_dir():
-                found += [(p.stem, p) for p in sorted(directory.glob("*.toml"))]
-        found += sorted(
-            (
-                (entry.name.removesuffix(".toml"), entry)
-                for entry in self.shipped.iterdir()
-                if entry.name.endswith(".toml")
-            ),
-            key=lambda item: item[0],
-        )
-        return found
+    def _candidates(self) -> tuple[tuple[str, Traversable | Path], ...]:
+        """Return (name, file) for every profile file in search order, listing once."""
+        if self._listing is None:
+            found: list[tuple[str, Traversable | Path]] = []
+            for directory in self.dirs:
+                if directory.is_dir():
+                    found += [(p.stem, p) for p in sorted(directory.glob("*.toml"))]
+            found += sorted(
+                (
+                    (entry.name.removesuffix(".toml"), entry)
+                    for entry in self.shipped.iterdir()
+                    if entry.name.endswith(".toml")
+                ),
+                key=lambda item: item[0],
+            )
+            self._listing = tuple(found)
+            for position, (name, _entry) in enumerate(found):
+                self._positions.setdefault(name, []).append(position)
+        return self._listing
+
+    def _first_positions(self) -> list[int]:
+        """Return the position of the first file of each name: the one a name finds."""
+        self._candidates()
+        return [positions[0] for positions in self._positions.values()]
+
+    def _source_at(self, position: int) -> ProfileSource:
+        source = self._sources.get(position)
+        if source is None:
+            name, entry = self._candidates()[position]
+            source = ProfileSource(name, str(entry), _read(entry), position)
+            self._sources[position] = source
+        return source
 
     def available(self) -> list[ProfileSource]:
         """Return every findable profile, one per name, the first location winning."""
-        seen: dict[str, ProfileSource] = {}
-        for name, entry in self._candidates():
-            if name not in seen:
-                seen[name] = ProfileSource(name, str(entry), _read(entry))
-        return list(seen.values())
+        return [self._source_at(position) for position in self._first_positions()]
 
-    def find(self, name_or_path: str) -> ProfileSource:
-        """Return the profile named ``name_or_path`` or at that file path."""
+    def catalogue(self) -> list[Profile | BrokenProfile]:
+        """Return every findable profile resolved, or why it cannot be used; one per name."""
+        entries: list[Profile | BrokenProfile] = []
+        for position in self._first_positions():
+            name, entry = self._candidates()[position]
+            try:
+                entries.append(resolve(self._source_at(position), self))
+            except BadInputError as exc:
+                entries.append(BrokenProfile(name, str(entry), str(exc)))
+        return entries
+
+    def find(self, name_or_path: str, after: ProfileSource | None = None) -> ProfileSource:
+        """Return the profile named ``name_or_path`` or at that file path.
+
+        With ``after``, search only the locations after that profile's own: a
+        profile that overrides another of the same name can extend it.
+        """
         if "/" in name_or_path or name_or_path.endswith(".toml"):
             path = Path(name_or_path)
             if not path.is_file():
                 raise UnavailableError(f"no profile file {name_or_path}")
             return ProfileSource(path.stem, str(path), _read(path))
-        for name, entry in self._candidates():
-            if name == name_or_path:
-                return ProfileSource(name, str(entry), _read(entry))
-        known = ", ".join(source.name for source in self.available()) or "none"
-        raise UnavailableError(f"no profile named {name_or_path!r} (available: {known})")
+        self._candidates()
+        start = 0 if after is None else self._position_of(after) + 1
+        for position in self._positions.get(name_or_path, []):
+            if position >= start:
+                return self._source_at(position)
+        where = "" if after is None else f" after {after.path}"
+        known = ", ".join(self._positions) or "none"
+        raise UnavailableError(f"no profile named {name_or_path!r}{where} (available: {known})")
+
+    def _position_of(self, source: ProfileSource) -> int:
+        """Return where ``source`` sits in the search order; -1 for a file outside it."""
+        if source.position is not None:
+            return source.position
+        wanted = _identity(source.path)
+        for position, (_name, entry) in enumerate(self._candidates()):
+            if _identity(str(entry)) == wanted:
+                return position
+        return -1
+
+    def identity(self, source: ProfileSource) -> str:
+        """Return a key that is the same for two sources exactly when they are one file."""
+        position = self._position_of(source)
+        return f"#{position}" if position >= 0 else _identity(source.path)
+
+    def validate(self, source: ProfileSource) -> Profile:
+        """Return :func:`validate` of ``source``, validating each file once."""
+        profile = self._validated.get(source.path)
+        if profile is None:
+            profile = self._validated[source.path] = validate(source)
+        return profile
 
     def load(self, name_or_path: str) -> Profile:
         """Find, validate and resolve a profile with its ancestors."""
         return resolve(self.find(name_or_path), self)
+
+
+def _identity(path: str) -> str:
+    """Return ``path`` with symlinks resolved, to tell whether two paths are one file."""
+    import os
+
+    return os.path.realpath(path)
 
 
 def _read(entry: Traversable | Path) -> str:
@@ -203,6 +285,35 @@ def _check_range(path: str, where: str, name: str, number: int) -> None:
         raise _fail(path, where, f"{number} is above the kernel's maximum {spec.maximum}")
 
 
+def _sysctl_text(path: str, where: str, raw: str) -> str:
+    """Return ``raw`` if it is printable ASCII, as the kernel's sysctl text interface reads.
+
+    A newline would also end the line in the sysctl.d drop-in written with
+    --persist, and let the rest of the value set another key at boot.
+    """
+    for character in raw:
+        if not " " <= character <= "~":
+            raise _fail(
+                path,
+                where,
+                "must be printable ASCII text (sysctl values are ASCII; no newlines, tabs or "
+                f"control characters), found {character!r}",
+            )
+    return raw
+
+
+def _check_port_list(path: str, where: str, ports: str) -> None:
+    """Refuse port numbers above 65535 and ranges written high-low, as the kernel does."""
+    for item in filter(None, ports.split(",")):
+        low, _dash, high = item.partition("-")
+        for digits in (low, high or low):
+            if len(digits.lstrip("0")) > len(str(MAX_PORT)) or int(digits) > MAX_PORT:
+                raise _fail(path, where, f"port {digits} is above {MAX_PORT}")
+        first, last = int(low), int(high or low)
+        if first > last:
+            raise _fail(path, where, f"range {item}: {first} is above {last}")
+
+
 def _value(path: str, where: str, name: str, raw: Any) -> SysctlValue:
     spec = KNOWN_SYSCTLS.get(name)
     unit = spec.unit if spec else None
@@ -216,11 +327,12 @@ def _value(path: str, where: str, name: str, raw: Any) -> SysctlValue:
             raise _fail(path, where, f"low port {low} is above high port {high}")
         return (low, high)
     if unit is Unit.PORT_LIST:
-        if not isinstance(raw, str) or (raw and not _PORT_LIST.match(raw)):
+        if not isinstance(raw, str) or (raw and not _PORT_LIST.fullmatch(raw)):
             raise _fail(path, where, f'must be a port list like "8080,9000-9010", got {raw!r}')
+        _check_port_list(path, where, raw)
         return raw
     if unit is None and isinstance(raw, str):
-        return raw
+        return _sysctl_text(path, where, raw)
     number = _int(path, where, raw)
     _check_range(path, where, name, number)
     return number
@@ -228,7 +340,9 @@ def _value(path: str, where: str, name: str, raw: Any) -> SysctlValue:
 
 def _target(path: str, profile: str, name: str, table: Any) -> Target:
     where = f'sysctl."{name}"'
-    if not is_valid_sysctl_name(name):
+    # is_valid_sysctl_name's "$" also matches before a final newline, which would
+    # end the key's line in the sysctl.d drop-in: refuse any line break here.
+    if "\n" in name or not is_valid_sysctl_name(name):
         raise _fail(path, where, "not a well-formed dotted sysctl name")
     if not isinstance(table, dict):
         raise _fail(path, where, "must be a table")
@@ -281,7 +395,7 @@ def validate(source: ProfileSource) -> Profile:
     """Return the profile in ``source`` with its own targets, or raise BadInputError."""
     path = source.path
     try:
-        data = tomllib.loads(source.text)
+        data = tomllib.loads(source.text.removeprefix(BYTE_ORDER_MARK))
     except tomllib.TOMLDecodeError as exc:
         raise _fail(path, "", f"TOML syntax: {exc}") from exc
     unknown = sorted(set(data) - _TOP_FIELDS)
@@ -319,20 +433,32 @@ def validate(source: ProfileSource) -> Profile:
 
 
 def resolve(source: ProfileSource, locator: ProfileLocator) -> Profile:
-    """Validate ``source`` and its ancestors and merge them, the child winning per key."""
-    chain: list[Profile] = [validate(source)]
+    """Validate ``source`` and its ancestors and merge them, the child winning per key.
+
+    A parent with the child's own name is searched for only in the locations
+    after the child's (a user profile overriding a shipped one and extending
+    it); any other parent is found as a name is. A file met twice is a cycle.
+    """
+    sources = [source]
+    chain: list[Profile] = [locator.validate(source)]
+    seen = {locator.identity(source)}
     while chain[-1].extends is not None:
-        parent_name = chain[-1].extends
-        if parent_name in (p.name for p in chain):
+        parent_name, child = chain[-1].extends, sources[-1]
+        same_name = parent_name == child.name
+        try:
+            parent_source = locator.find(parent_name, after=child if same_name else None)
+        except UnavailableError as exc:
+            later = " in a location after this one" if same_name else ""
+            raise BadInputError(
+                f"{child.path}: extends: parent profile {parent_name!r} not found{later}"
+            ) from exc
+        parent_key = locator.identity(parent_source)
+        if parent_key in seen:
             cycle = " -> ".join([*(p.name for p in chain), parent_name])
             raise BadInputError(f"{source.path}: extends: inheritance cycle {cycle}")
-        try:
-            parent_source = locator.find(parent_name)
-        except UnavailableError as exc:
-            raise BadInputError(
-                f"{chain[-1].path}: extends: parent profile {parent_name!r} not found"
-            ) from exc
-        chain.append(validate(parent_source))
+        seen.add(parent_key)
+        sources.append(parent_source)
+        chain.append(locator.validate(parent_source))
     targets: dict[str, Target] = {}
     for profile in reversed(chain):
         targets.update(profile.targets)

@@ -7,6 +7,7 @@ tcptune.terminal owns the real terminal and tcptune.render draws the frames.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -190,8 +191,8 @@ def run_watch(
     ``show``) without a new inspection. Refreshes keep a fixed cadence: the
     time an inspection takes is not added to the interval.
     """
-    if interval <= 0:
-        raise ValueError("interval must be positive")
+    if not (interval > 0 and math.isfinite(interval)):  # nan would spin, inf overflow sleep
+        raise ValueError(f"interval must be a positive finite number of seconds, got {interval}")
     previous: tuple[Snapshot, float] | None = None
     shown = 0
     while count is None or shown < count:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import click
+import pytest
 from click.testing import CliRunner
 
 from tcptune.cli import cli
+from tcptune.cli.group import SECONDS, SECONDS_OR_ZERO
 from tcptune.exitcodes import ExitStatus
 from tests.conftest import FIXTURES
+
+CONTAINER = str(FIXTURES / "container-ns")
 
 
 def _run(*args: str) -> tuple[int, str, str]:
@@ -111,3 +117,96 @@ def test_a_reader_that_leaves_ends_tcptune_like_any_unix_filter() -> None:
         os.close(write_end)
     assert result.returncode == -signal.SIGPIPE  # 141 in a shell; never 1 (= WARNING)
     assert result.stderr == ""
+
+
+BAD_INTERVALS = ["nan", "inf", "-inf", "1e12", "0", "-1", "soon"]
+
+
+# 86401 is tried with watch only: an audit without the bound would sleep for a day.
+@pytest.mark.parametrize(
+    ("command", "interval"),
+    [
+        *((["audit"], interval) for interval in BAD_INTERVALS),
+        *((["watch", "--count", "1"], interval) for interval in [*BAD_INTERVALS, "86401"]),
+    ],
+)
+def test_every_interval_is_finite_positive_and_at_most_a_day(
+    command: list[str], interval: str
+) -> None:
+    code, out, err = _run("--proc-root", CONTAINER, *command, "--interval", interval)
+    assert code == ExitStatus.USAGE, err
+    assert out == ""
+    assert (
+        "Invalid value for '--interval': must be a number of seconds above 0 and at most "
+        f"86400 (one day), got '{interval}'" in err
+    )
+
+
+def test_the_seconds_types_accept_their_range() -> None:
+    assert SECONDS.convert("0.5", None, None) == 0.5
+    assert SECONDS.convert("86400", None, None) == 86400.0
+    assert SECONDS.convert(2.0, None, None) == 2.0  # a default arrives as a float
+    assert SECONDS_OR_ZERO.convert("0", None, None) == 0.0
+    for bad in ("nan", "-0.1", "86400.5", "inf"):
+        with pytest.raises(click.BadParameter, match="from 0 to 86400"):
+            SECONDS_OR_ZERO.convert(bad, None, None)
+
+
+def _findings(*args: str) -> tuple[int, list[dict[str, object]], str]:
+    code, out, err = _run("--proc-root", CONTAINER, "audit", "--json", *args)
+    return code, json.loads(out)["findings"], err
+
+
+def test_findings_json_names_the_subject_of_each_finding() -> None:
+    _code, findings, _err = _findings("--profile", "server-profile")
+    mismatches = [f["subject"] for f in findings if f["id"] == "profile-mismatch"]
+    assert len(mismatches) == 5 and len(set(mismatches)) == 5
+    assert "net.ipv4.tcp_keepalive_time" in mismatches
+    assert all("subject" in f for f in findings)
+    assert next(f for f in findings if f["id"] == "close-wait")["subject"] is None
+
+
+@pytest.mark.parametrize("key", ["tcp_keepalive_time", "net.ipv4.tcp_keepalive_time"])
+def test_ignore_takes_the_short_or_dotted_key_the_report_shows(key: str) -> None:
+    _code, before, _err = _findings("--profile", "server-profile")
+    _code, after, err = _findings(
+        "--profile", "server-profile", "--ignore", f"profile-mismatch:{key}"
+    )
+    assert [f["subject"] for f in before if f not in after] == ["net.ipv4.tcp_keepalive_time"]
+    assert err == ""
+
+
+def test_ignore_takes_a_short_net_core_key(tmp_path: Path) -> None:
+    profile = tmp_path / "backlog.toml"
+    profile.write_text(
+        'schema = 1\nname = "backlog"\nsummary = "s"\ndescription = "d"\n'
+        '[sysctl."net.core.somaxconn"]\nvalue = 1024\nwhy = "w"\nrisk = "r"\n'
+    )
+    _code, before, _err = _findings("--profile", str(profile))
+    assert [f["subject"] for f in before if f["id"] == "profile-mismatch"] == ["net.core.somaxconn"]
+    _code, after, _err = _findings(
+        "--profile", str(profile), "--ignore", "profile-mismatch:somaxconn"
+    )
+    assert [f for f in after if f["id"] == "profile-mismatch"] == []
+
+
+def test_an_ignore_id_no_finding_has_is_warned_about_and_the_audit_still_runs() -> None:
+    code, findings, err = _findings(
+        "--ignore", "nonsense-id", "--ignore", "close-wiat:x", "--ignore", "keepalive"
+    )
+    assert code == ExitStatus.WARNING
+    assert "keepalive" not in [f["id"] for f in findings]
+    assert err.splitlines() == [
+        "tcptune: --ignore nonsense-id: no finding has the ID 'nonsense-id' "
+        "(the IDs are listed by `tcptune explain`)",
+        "tcptune: --ignore close-wiat:x: no finding has the ID 'close-wiat' "
+        "(the IDs are listed by `tcptune explain`)",
+    ]
+
+
+def test_findings_heading_has_no_nested_parentheses() -> None:
+    _code, out, _err = _run("--proc-root", CONTAINER, "audit")
+    heading = next(line for line in out.splitlines() if line.startswith("Findings"))
+    assert heading == "Findings (no profile; add --profile NAME to compare with one)"
+    _code, out, _err = _run("--proc-root", CONTAINER, "audit", "--profile", "server-profile")
+    assert "Findings (compared with profile server-profile)" in out

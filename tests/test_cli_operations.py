@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import time
 from collections import Counter
 from pathlib import Path
@@ -159,6 +160,74 @@ def test_an_unwritable_output_is_one_line_and_leaves_nothing_behind(
     assert sorted(os.listdir(tmp_path)) == before  # no temporary file left behind
 
 
+def test_output_through_a_symlink_replaces_the_target_and_keeps_the_link(
+    tmp_path: Path,
+) -> None:
+    real = tmp_path / "real.prom"
+    real.write_text("old\n")
+    link = tmp_path / "link.prom"
+    link.symlink_to(real)
+    code, out, err = _run("--proc-root", CONTAINER, "audit", "--output", str(link))
+    assert (code, out, err) == (ExitStatus.WARNING, "", "")
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    _code, printed, _err = _run("--proc-root", CONTAINER, "audit")
+    assert real.read_text() == printed
+    assert sorted(os.listdir(tmp_path)) == ["link.prom", "real.prom"]
+
+
+@pytest.mark.parametrize("kind", ["FIFO", "directory", "symlink to a FIFO"])
+def test_output_refuses_anything_but_a_regular_file_and_leaves_it_alone(
+    tmp_path: Path, kind: str
+) -> None:
+    special = tmp_path / "special"
+    if kind == "directory":
+        special.mkdir()
+    else:
+        os.mkfifo(special)
+    target = special
+    if kind.startswith("symlink"):
+        target = tmp_path / "link.prom"
+        target.symlink_to(special)
+    before = sorted(os.listdir(tmp_path))
+    code, out, err = _run("--proc-root", CONTAINER, "audit", "--output", str(target))
+    assert code == ExitStatus.WRITE_FAILED
+    assert out == ""
+    assert err.startswith(f"tcptune: cannot write {target}") and err.count("\n") == 1
+    assert f"it is a {kind.removeprefix('symlink to a ')}; --output replaces only" in err
+    assert sorted(os.listdir(tmp_path)) == before  # nothing replaced, no temporary file
+    is_fifo = stat.S_ISFIFO(os.stat(special).st_mode)
+    assert is_fifo == (kind != "directory")
+    assert target.is_symlink() == kind.startswith("symlink")
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o664, 0o640])
+def test_output_keeps_the_mode_of_the_file_it_replaces(tmp_path: Path, mode: int) -> None:
+    target = tmp_path / "tcptune.prom"
+    target.write_text("old\n")
+    os.chmod(target, mode)
+    code, _out, err = _run("--proc-root", CONTAINER, "audit", "--output", str(target))
+    assert code == ExitStatus.WARNING, err
+    assert stat.S_IMODE(target.stat().st_mode) == mode
+    assert target.read_text() != "old\n"
+
+
+def test_a_new_output_file_is_0644_less_the_umask(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    target = tmp_path / "new.prom"
+    code, _out, err = _run("--proc-root", CONTAINER, "audit", "--output", str(target))
+    assert code == ExitStatus.WARNING, err
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644 & ~umask
+
+
+def test_an_empty_output_name_is_a_usage_error() -> None:
+    code, out, err = _run("--proc-root", CONTAINER, "audit", "--output", "")
+    assert code == ExitStatus.USAGE
+    assert out == ""
+    assert "Invalid value for '--output': needs a file name, got an empty string" in err
+    assert "internal error" not in err
+
+
 def _without_time(document: str) -> dict[str, object]:
     return {key: value for key, value in json.loads(document).items() if key != "taken_at"}
 
@@ -203,7 +272,13 @@ def test_check_reports_an_incomplete_inspection_as_unknown() -> None:
         (["audit", "--profile", "no|such"], "no profile named 'no/such'", ExitStatus.UNAVAILABLE),
         (["audit", "--json"], "--json means --format json", ExitStatus.USAGE),
         (["audit", "--output", "/nonexistent/x.prom"], "cannot write", ExitStatus.WRITE_FAILED),
-        (["audit", "--interval", "-1"], "--interval must be a positive", ExitStatus.USAGE),
+        (
+            ["audit", "--interval", "-1"],
+            "Invalid value for '--interval': must be a number of seconds above 0",
+            ExitStatus.USAGE,
+        ),
+        (["audit", "--interval", "nan"], "Invalid value for '--interval'", ExitStatus.USAGE),
+        (["audit", "--output", ""], "Invalid value for '--output'", ExitStatus.USAGE),
     ],
 )
 def test_every_error_in_check_mode_is_unknown(

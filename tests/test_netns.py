@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tcptune.exitcodes import ExitStatus
+from tcptune import netns
+from tcptune.exitcodes import ExitStatus, PermissionDeniedError, UnavailableError
 from tests.lab import require_netns_capability, skip_or_fail
 from tests.lab.privileges import UNPRIVILEGED, run_tcptune
 
@@ -115,3 +118,34 @@ def test_unprivileged_user_is_told_what_is_needed() -> None:
     assert result.returncode == ExitStatus.NO_PERMISSION, result.stderr
     assert result.stderr.startswith("tcptune: netns of pid 1")
     assert "Traceback" not in result.stderr
+
+
+NS_PATH = Path("/proc/4242/ns/net")
+LABEL = "netns of pid 4242 (nginx)"
+
+
+def test_root_refused_a_namespace_is_told_the_real_reason_not_to_become_root() -> None:
+    denied = PermissionError(errno.EACCES, "Permission denied")
+    error = netns.open_error(denied, LABEL, NS_PATH, euid=0)
+    assert isinstance(error, PermissionDeniedError)
+    assert str(error) == (
+        f"{LABEL}: cannot open {NS_PATH}: permission denied (EACCES) even as root "
+        "(the kernel's ptrace access check on the process refused it)"
+    )
+    assert "needs root" not in str(error)
+    as_user = netns.open_error(denied, LABEL, NS_PATH, euid=1000)
+    assert str(as_user) == f"{LABEL}: cannot open {NS_PATH}: permission denied (EACCES); needs root"
+
+
+def test_any_other_open_error_names_its_errno_instead_of_an_internal_error(
+    tmp_path: Path,
+) -> None:
+    regular = tmp_path / "file"
+    regular.write_text("")
+    with pytest.raises(UnavailableError) as caught:
+        netns.enter(regular / "ns" / "net", LABEL)  # ENOTDIR: was a bare NotADirectoryError
+    assert str(caught.value) == (
+        f"{LABEL}: cannot open {regular}/ns/net: not a directory (ENOTDIR)"
+    )
+    with pytest.raises(UnavailableError, match=r"gone \(.* does not exist\)"):
+        netns.enter(tmp_path / "missing", LABEL)

@@ -156,9 +156,19 @@ def test_quit_key_resize_and_end_of_input() -> None:
     assert run_watch(inspect, frames.append, interval=1.0, read_key=lambda t: END_OF_INPUT) == 1
 
 
-def test_interval_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="positive"):
-        run_watch(lambda: fake_snapshot({}), lambda frame: None, interval=0)
+@pytest.mark.parametrize("interval", [0, -1, float("nan"), float("inf")])
+def test_interval_must_be_positive_and_finite(interval: float) -> None:
+    # nan passed `interval <= 0` and made the refresh loop spin without sleeping.
+    clock = FakeClock()
+    with pytest.raises(ValueError, match="positive finite"):
+        run_watch(
+            lambda: fake_snapshot({}),
+            lambda frame: None,
+            interval=interval,
+            count=3,
+            clock=clock,
+            sleep=clock.sleep,
+        )
 
 
 def _rising_frame() -> Frame:

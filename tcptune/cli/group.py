@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -74,13 +75,56 @@ class TcptuneGroup(click.Group):
         sys.exit(int(plugin_status(status)) if check else status)
 
 
+MAX_SECONDS = 86400.0  # one day: the longest interval or wait any option accepts
+
+if TYPE_CHECKING:  # click.ParamType is generic only from click 8.4 on; pyproject allows 8.2
+    _FloatParamType = click.ParamType[float]
+else:
+    _FloatParamType = click.ParamType
+
+
+class Seconds(_FloatParamType):
+    """A duration option in seconds: a finite number above 0 (or from 0) up to MAX_SECONDS.
+
+    One type for every duration (audit and watch --interval, apply --lock-timeout),
+    so each refuses nan, inf and absurd values with the same words before
+    time.sleep or a deadline can overflow or spin.
+    """
+
+    name = "seconds"
+
+    def __init__(self, *, zero_ok: bool = False) -> None:
+        self.zero_ok = zero_ok
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        """Return ``value`` as seconds, or fail with a usage error naming the allowed range."""
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            seconds = math.nan
+        low_ok = seconds >= 0 if self.zero_ok else seconds > 0
+        if not (math.isfinite(seconds) and low_ok and seconds <= MAX_SECONDS):
+            allowed = "from 0 to" if self.zero_ok else "above 0 and at most"
+            self.fail(
+                f"must be a number of seconds {allowed} {MAX_SECONDS:.0f} (one day), got {value!r}",
+                param,
+                ctx,
+            )
+        return seconds
+
+
+SECONDS = Seconds()  # an interval: 0 < s <= 86400
+SECONDS_OR_ZERO = Seconds(zero_ok=True)  # a wait where 0 means "do not wait": 0 <= s <= 86400
+
 PROFILE_DIR_OPTION = click.option(
     "--profile-dir",
     "profile_dirs",
     multiple=True,
     metavar="DIR",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Also look for profiles here (before ~/.config and /etc). Repeatable.",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="Also look for profiles here (before ~/.config and /etc); it must exist. Repeatable.",
 )
 
 

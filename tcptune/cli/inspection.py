@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from tcptune.cli.group import NETNS_LABEL, PROFILE_DIR_OPTION, cli
+from tcptune.cli.group import NETNS_LABEL, PROFILE_DIR_OPTION, SECONDS, cli
 from tcptune.exitcodes import ExitStatus, TcptuneError
 
 
@@ -23,9 +25,11 @@ from tcptune.exitcodes import ExitStatus, TcptuneError
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option(
     "--output",
-    type=click.Path(path_type=Path),
+    callback=lambda _ctx, _param, value: _output_path(value),
     metavar="FILE",
-    help="Write the report to FILE atomically (temporary file, fsync, rename).",
+    help="Replace FILE with the report atomically (temporary file, fsync, rename). "
+    "A symlink is followed; FILE must be a regular file or not exist yet; its mode "
+    "is kept (new files: 0644).",
 )
 @click.option(
     "--profile",
@@ -39,7 +43,8 @@ from tcptune.exitcodes import ExitStatus, TcptuneError
     "ignore",
     multiple=True,
     metavar="ID[:SUBJECT]",
-    help="Suppress a finding by ID, or one occurrence as ID:SUBJECT. Repeatable.",
+    help="Suppress a finding by ID, or one occurrence as ID:SUBJECT (a sysctl key short, "
+    "as the report shows it, or dotted). Repeatable; an unknown ID is warned about.",
 )
 @click.option(
     "--owners/--no-owners",
@@ -50,9 +55,10 @@ from tcptune.exitcodes import ExitStatus, TcptuneError
 )
 @click.option(
     "--interval",
-    type=float,
+    type=SECONDS,
     metavar="SECONDS",
-    help="Read the counters twice, SECONDS apart, and report rates per second.",
+    help="Read the counters twice, SECONDS apart (above 0, at most 86400), and report "
+    "rates per second.",
 )
 @click.option(
     "--source",
@@ -90,7 +96,8 @@ def audit(
     \b
     Exit status: 0 healthy, 1 warnings, 2 critical, 3 the inspection was
     incomplete; 64 usage, 65 bad profile, 69 no such profile, 70 internal,
-    74 --output not written. With --format check every error is 3 UNKNOWN.
+    74 --output not written (or not a regular file). With --format check
+    every error is 3 UNKNOWN.
     """
     from tcptune import render
     from tcptune.audit import run_audit
@@ -98,6 +105,8 @@ def audit(
     from tcptune.profiles import default_profile_dirs
 
     chosen = _audit_format(output_format, as_json)
+    for warning in _unknown_ignores(ignore):
+        click.echo(f"tcptune: {warning}", err=True)
     result = run_audit(
         procfs,
         netns_name=click.get_current_context().meta.get(NETNS_LABEL),
@@ -123,30 +132,91 @@ def _audit_format(output_format: str | None, as_json: bool) -> str:
     return "json" if as_json else output_format or "text"
 
 
+def _unknown_ignores(ignore: tuple[str, ...]) -> list[str]:
+    """Return a warning for each --ignore whose ID no check can produce (a typo ignores nothing)."""
+    if not ignore:
+        return []
+    from tcptune.advisor import DOCS
+    from tcptune.findings import unknown_ignore_ids
+
+    return [
+        f"--ignore {word}: no finding has the ID {word.partition(':')[0]!r} "
+        "(the IDs are listed by `tcptune explain`)"
+        for word in unknown_ignore_ids(ignore, DOCS)
+    ]
+
+
+def _output_path(value: str | None) -> Path | None:
+    """Return --output as a Path; an empty string names no file (Path('') would be '.')."""
+    if value is None:
+        return None
+    if not value:
+        raise click.BadParameter("needs a file name, got an empty string")
+    return Path(value)
+
+
+# What --output refuses to replace, by file type: renaming over any of these
+# would swap a device, FIFO or socket (e.g. /dev/null) for a regular file.
+_NOT_REGULAR = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+)
+NEW_FILE_MODE = 0o644
+
+
 def _emit(text: str, output: Path | None) -> None:
-    """Print ``text``, or replace ``output`` with it atomically so no reader sees half a file."""
+    """Print ``text``, or replace ``output`` with it atomically so no reader sees half a file.
+
+    A symlink is followed and its target replaced (as a shell's `>` would write
+    it); anything that exists and is not a regular file is refused, since the
+    rename would replace it rather than write to it; the file keeps its mode.
+    """
     if output is None:
         click.echo(text, nl=False)
         return
     from tcptune.atomicfile import atomic_write
     from tcptune.procfs import describe_os_error
 
+    target = Path(os.path.realpath(output))  # never raises, even on a symlink loop
+    shown = f"{output} (-> {target})" if output.is_symlink() else str(output)
     try:
-        atomic_write(output, text)
+        mode = _existing_mode(target, shown)
+        atomic_write(target, text, NEW_FILE_MODE if mode is None else mode)
+        # The temporary file was created through the umask; an existing file keeps its mode.
+        if mode is not None and stat.S_IMODE(os.stat(target).st_mode) != mode:
+            os.chmod(target, mode)
     except OSError as exc:
         raise TcptuneError(
-            f"cannot write {output}: {describe_os_error(exc)}", status=ExitStatus.WRITE_FAILED
+            f"cannot write {shown}: {describe_os_error(exc)}", status=ExitStatus.WRITE_FAILED
         ) from exc
+
+
+def _existing_mode(target: Path, shown: str) -> int | None:
+    """Return the permission bits of ``target``, None if absent; refuse all but a regular file."""
+    try:
+        status = os.stat(target)
+    except FileNotFoundError:
+        return None
+    for test, kind in _NOT_REGULAR:
+        if test(status.st_mode):
+            raise TcptuneError(
+                f"cannot write {shown}: it is {kind}; --output replaces only a regular file",
+                status=ExitStatus.WRITE_FAILED,
+            )
+    return stat.S_IMODE(status.st_mode)
 
 
 @cli.command()
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0, min_open=True),
+    type=SECONDS,
     default=2.0,
     show_default=True,
     metavar="SECONDS",
-    help="Refresh every SECONDS.",
+    help="Refresh every SECONDS (above 0, at most 86400).",
 )
 @click.option(
     "--count",

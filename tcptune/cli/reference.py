@@ -20,41 +20,51 @@ def profiles(ctx: click.Context, profile_dirs: tuple[Path, ...], as_json: bool) 
 
     \b
     Profiles are searched in --profile-dir, ~/.config/tcptune/profiles,
-    /etc/tcptune/profiles, then the ones shipped with tcptune.
+    /etc/tcptune/profiles, then the ones shipped with tcptune. A profile
+    that cannot be used is listed as INVALID with the reason, also on stderr.
 
     \b
     Examples:
       tcptune profiles
+      tcptune profiles --profile-dir ./profiles
       tcptune profiles show server-profile
     """
     if ctx.invoked_subcommand is not None:
-        ctx.obj = profile_locator(profile_dirs)
+        ctx.obj = profile_dirs  # `show` adds its own --profile-dir after these
         return ExitStatus.OK
     from tcptune import render
+    from tcptune.profiles import BrokenProfile
 
-    locator = profile_locator(profile_dirs)
-    loaded = [locator.load(source.path) for source in locator.available()]
+    entries = profile_locator(profile_dirs).catalogue()
     click.echo(
-        render.profiles_json(loaded) if as_json else render.profiles_text(loaded), nl=not as_json
+        render.profiles_json(entries) if as_json else render.profiles_text(entries),
+        nl=not as_json,
     )
+    for entry in entries:
+        if isinstance(entry, BrokenProfile):
+            click.echo(f"tcptune: invalid profile {entry.name}: {entry.reason}", err=True)
     return ExitStatus.OK
 
 
 @profiles.command("show")
 @click.argument("name", metavar="NAME|FILE")
+@PROFILE_DIR_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 @click.pass_obj
-def profiles_show(locator: Any, name: str, as_json: bool) -> ExitStatus:
+def profiles_show(
+    group_dirs: tuple[Path, ...], name: str, profile_dirs: tuple[Path, ...], as_json: bool
+) -> ExitStatus:
     """Show one profile with inheritance resolved: each target, why and risk.
 
     \b
     Examples:
       tcptune profiles show server-profile
+      tcptune profiles show my-profile --profile-dir ./profiles
       tcptune profiles show ./my-profile.toml --json
     """
     from tcptune import render
 
-    profile = locator.load(name)
+    profile = profile_locator((*group_dirs, *profile_dirs)).load(name)
     click.echo(
         render.profile_json(profile) if as_json else render.profile_text(profile), nl=not as_json
     )

@@ -111,6 +111,7 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
     """Return one finding as JSON-ready data."""
     return {
         "id": finding.id,
+        "subject": finding.subject,
         "severity": finding.severity.label,
         "title": finding.title,
         "evidence": list(finding.evidence),
@@ -137,8 +138,27 @@ def _context_line(snapshot: Snapshot) -> str:
     return f"kernel {context.kernel_release or '?'} · {where} · sockets via {source}"
 
 
+def _wrap(text: str, first: str = "", rest: str = "  ", width: int = WIDTH) -> list[str]:
+    """Return ``text`` wrapped to ``width``; words longer than a line (paths) are cut."""
+    import textwrap
+
+    return textwrap.wrap(
+        text, width, initial_indent=first, subsequent_indent=rest, break_on_hyphens=False
+    )
+
+
+def _fit_cell(text: str, width: int) -> str:
+    """Return ``text`` as lines of at most ``width`` columns, broken after commas or spaces."""
+    if len(text) <= width:
+        return text
+    lines = _wrap(text.replace(",", ", "), rest="", width=max(width, 10))
+    return "\n".join(line.replace(", ", ",") for line in lines)
+
+
 def settings_text(snapshot: Snapshot) -> str:
     """Return the settings table: each sysctl in human units, or why it is missing."""
+    name_width = max((len(short_name(name)) for name in snapshot.sysctls), default=0)
+    value_width = WIDTH - 2 - name_width - 2  # indent, name column, column gap
     rows = []
     for name, reading in snapshot.sysctls.items():
         if reading.status is ReadStatus.OK and reading.value is not None:
@@ -147,7 +167,7 @@ def settings_text(snapshot: Snapshot) -> str:
             shown = f"{reading.status.value}"
             if reading.spec.removed_in:
                 shown = f"absent (removed in {reading.spec.removed_in})"
-        rows.append((short_name(name), shown))
+        rows.append((short_name(name), _fit_cell(shown, value_width)))
     return table(rows, ("setting", "value"))
 
 
@@ -159,11 +179,14 @@ def keepalive_text(snapshot: Snapshot) -> str:
     idle = snapshot.value("net.ipv4.tcp_keepalive_time")
     interval = snapshot.value("net.ipv4.tcp_keepalive_intvl")
     probes = snapshot.value("net.ipv4.tcp_keepalive_probes")
-    return (
-        f"Keepalive detects a dead peer after {value_with_seconds(total)}\n"
-        f"  = {idle} s idle + {probes} probes × {interval} s, and only on sockets that\n"
-        "  set SO_KEEPALIVE (TCP_KEEPIDLE/KEEPINTVL/KEEPCNT override it per socket)."
+    lines = _wrap(f"Keepalive detects a dead peer after {value_with_seconds(total)}")
+    lines += _wrap(
+        f"= {idle} s idle + {probes} probes × {interval} s, and only on sockets that set "
+        "SO_KEEPALIVE (TCP_KEEPIDLE/KEEPINTVL/KEEPCNT override it per socket).",
+        "  ",
+        "  ",
     )
+    return "\n".join(lines)
 
 
 def states_text(sockets: SocketCounts) -> str:
@@ -232,12 +255,15 @@ def audit_text(
         parts += [f"  note: {note}" for note in snapshot.sockets.notes]
         parts.append("")
     parts += ["Counters (since boot)", indent(counters_text(snapshot)), ""]
-    compared = f"profile {profile}" if profile else "no profile (use --profile NAME)"
-    parts.append(f"Findings (compared with {compared})")
+    if profile:
+        parts += _wrap(f"Findings (compared with profile {profile})")
+    else:
+        parts.append("Findings (no profile; add --profile NAME to compare with one)")
     parts += [finding_text(f) + "\n" for f in findings] or ["  none"]
     if snapshot.problems:
         parts += ["", "Incomplete: these could not be read"]
-        parts += [f"  {p.source}: {p.message}" for p in snapshot.problems]
+        for problem in snapshot.problems:
+            parts += _wrap(f"{problem.source}: {problem.message}", "  ", "    ")
     return "\n".join(parts).rstrip() + "\n"
 
 

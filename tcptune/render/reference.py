@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tcptune.profiles import Profile, Target
+    from tcptune.profiles import BrokenProfile, Profile, Target
 
 
 from tcptune.render.common import WIDTH, table
@@ -50,58 +50,79 @@ def profile_json(profile: Profile) -> str:
     return json.dumps(profile_dict(profile), indent=2)
 
 
-def profiles_json(profiles: Sequence[Profile]) -> str:
-    """Return the list of profiles as JSON."""
+def profiles_json(entries: Sequence[Profile | BrokenProfile]) -> str:
+    """Return the list of profiles as JSON; ``error`` says why one cannot be used (else null)."""
     import json
+
+    from tcptune.profiles import BrokenProfile
 
     return json.dumps(
         [
-            {"name": p.name, "summary": p.summary, "path": p.path, "extends": p.extends}
-            for p in profiles
+            {"name": p.name, "summary": None, "path": p.path, "extends": None, "error": p.reason}
+            if isinstance(p, BrokenProfile)
+            else {
+                "name": p.name,
+                "summary": p.summary,
+                "path": p.path,
+                "extends": p.extends,
+                "error": None,
+            }
+            for p in entries
         ],
         indent=2,
     )
 
 
-def profiles_text(profiles: Sequence[Profile]) -> str:
-    """Return one line per profile: name and summary."""
-    if not profiles:
+PROFILE_NAME_COLUMN = 24  # at most; a longer name is wrapped within it
+
+
+def _wrap(text: str, width: int, first: str = "", rest: str = "") -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(
+        text, width, initial_indent=first, subsequent_indent=rest, break_on_hyphens=False
+    )
+
+
+def profiles_text(entries: Sequence[Profile | BrokenProfile]) -> str:
+    """Return one row per profile, name and summary, in 80 columns; INVALID ones say why."""
+    from tcptune.profiles import BrokenProfile
+
+    if not entries:
         return "no profiles found\n"
-    rows = [(p.name, p.summary) for p in profiles]
+    name_width = min(max(len("profile"), *(len(p.name) for p in entries)), PROFILE_NAME_COLUMN)
+    summary_width = WIDTH - name_width - 2  # the column gap
+    rows = []
+    for entry in entries:
+        if isinstance(entry, BrokenProfile):
+            summary = "INVALID: " + entry.reason.removeprefix(f"{entry.path}: ")
+        else:
+            summary = entry.summary
+        name = "\n".join(_wrap(entry.name, name_width))
+        rows.append((name, "\n".join(_wrap(summary, summary_width) or [""])))
     return table(rows, ("profile", "summary")) + "\n"
 
 
 def profile_text(profile: Profile) -> str:
     """Return a resolved profile: description, then each target with why and risk."""
-    import textwrap
-
     chain = " -> ".join(profile.chain)
     lines = [
-        f"{profile.name}: {profile.summary}",
-        f"file: {profile.path}",
-        f"inherits: {chain}",
+        *_wrap(f"{profile.name}: {profile.summary}", WIDTH, rest="  "),
+        *_wrap(f"file: {profile.path}", WIDTH, rest="  "),
+        *_wrap(f"inherits: {chain}", WIDTH, rest="  "),
         "",
     ]
-    lines += textwrap.wrap(" ".join(profile.description.split()), WIDTH)
+    lines += _wrap(" ".join(profile.description.split()), WIDTH)
     for name, target in profile.targets.items():
         origin = "" if target.defined_in == profile.name else f"  (from {target.defined_in})"
         optional = "  [optional]" if target.optional else ""
-        lines += ["", f"{name} = {target.describe()}{optional}{origin}"]
-        lines += textwrap.wrap(
-            target.why, WIDTH, initial_indent="  why:  ", subsequent_indent="        "
-        )
-        lines += textwrap.wrap(
-            target.risk, WIDTH, initial_indent="  risk: ", subsequent_indent="        "
-        )
+        lines += ["", *_wrap(f"{name} = {target.describe()}{optional}{origin}", WIDTH, rest="    ")]
+        lines += _wrap(target.why, WIDTH, "  why:  ", "        ")
+        lines += _wrap(target.risk, WIDTH, "  risk: ", "        ")
         if target.references:
-            lines += textwrap.wrap(
-                "; ".join(target.references),
-                WIDTH,
-                initial_indent="  see:  ",
-                subsequent_indent="        ",
-            )
+            lines += _wrap("; ".join(target.references), WIDTH, "  see:  ", "        ")
     if profile.references:
-        lines += ["", *textwrap.wrap("sources: " + "; ".join(profile.references), WIDTH)]
+        lines += ["", *_wrap("sources: " + "; ".join(profile.references), WIDTH)]
     return "\n".join(lines) + "\n"
 
 
