@@ -26,6 +26,7 @@ def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
+        os.fchmod(fd, mode)  # exactly ``mode``, whatever the umask: the file never has less
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

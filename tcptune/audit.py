@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ def run_audit(
 ) -> AuditResult:
     """Inspect, compare with ``profile`` if given, and return the findings."""
     loaded = ProfileLocator(profile_dirs).load(profile) if profile else None
-    if interval is not None and interval <= 0:
+    if interval is not None and not 0 < interval < math.inf:
         raise UsageError("--interval must be a positive number of seconds")
     rates = None
     if interval is not None:

@@ -29,7 +29,7 @@ class ProcReadError(Exception):
 
 def is_valid_sysctl_name(name: str) -> bool:
     """Return whether ``name`` is a well-formed dotted sysctl name."""
-    return bool(_SYSCTL_NAME.match(name))
+    return bool(_SYSCTL_NAME.fullmatch(name))  # match() with $ would accept a trailing newline
 
 
 def describe_os_error(exc: OSError) -> str:

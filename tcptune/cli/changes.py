@@ -7,7 +7,13 @@ from typing import Any
 
 import click
 
-from tcptune.cli.group import NETNS_LABEL, PROFILE_DIR_OPTION, cli, profile_locator
+from tcptune.cli.group import (
+    NETNS_LABEL,
+    PROFILE_DIR_OPTION,
+    SECONDS_OR_ZERO,
+    cli,
+    profile_locator,
+)
 from tcptune.exitcodes import ExitStatus
 
 DEFAULT_STATE_DIR = "/var/lib/tcptune"
@@ -32,7 +38,7 @@ BOOT_ROOT_OPTION = click.option(
 )
 LOCK_TIMEOUT_OPTION = click.option(
     "--lock-timeout",
-    type=click.FloatRange(min=0),
+    type=SECONDS_OR_ZERO,
     default=5.0,
     show_default=True,
     metavar="SECONDS",

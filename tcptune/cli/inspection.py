@@ -185,9 +185,6 @@ def _emit(text: str, output: Path | None) -> None:
     try:
         mode = _existing_mode(target, shown)
         atomic_write(target, text, NEW_FILE_MODE if mode is None else mode)
-        # The temporary file was created through the umask; an existing file keeps its mode.
-        if mode is not None and stat.S_IMODE(os.stat(target).st_mode) != mode:
-            os.chmod(target, mode)
     except OSError as exc:
         raise TcptuneError(
             f"cannot write {shown}: {describe_os_error(exc)}", status=ExitStatus.WRITE_FAILED
