@@ -7,14 +7,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tcptune.advisor import Evidence, advise, counter_rates
 from tcptune.exitcodes import ExitStatus, UsageError
 from tcptune.findings import Finding, exit_status
 from tcptune.inspector import SocketSource, inspect
 from tcptune.procfs import ProcFS
-from tcptune.profiles import Profile, ProfileLocator
 from tcptune.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from tcptune.profiles import Profile
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,11 @@ def run_audit(
     sleep: Callable[[float], None] = time.sleep,
 ) -> AuditResult:
     """Inspect, compare with ``profile`` if given, and return the findings."""
-    loaded = ProfileLocator(profile_dirs).load(profile) if profile else None
+    loaded = None
+    if profile:
+        from tcptune.profiles import ProfileLocator  # only now: profiles need tomllib
+
+        loaded = ProfileLocator(profile_dirs).load(profile)
     if interval is not None and not 0 < interval < math.inf:
         raise UsageError("--interval must be a positive number of seconds")
     rates = None

@@ -6,13 +6,16 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from tcptune.findings import Finding, Severity
 from tcptune.owners import Owner, describe_processes, socket_holders
 from tcptune.procfs import ProcFS
-from tcptune.profiles import Profile
 from tcptune.snapshot import Snapshot, SocketDetails, SysctlValue
 from tcptune.tcpstates import TcpState
+
+if TYPE_CHECKING:  # profiles (and tomllib) load only when a profile is asked for
+    from tcptune.profiles import Profile
 
 
 @dataclass(frozen=True)

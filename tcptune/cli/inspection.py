@@ -102,9 +102,13 @@ def audit(
     from tcptune import render
     from tcptune.audit import run_audit
     from tcptune.inspector import SocketSource
-    from tcptune.profiles import default_profile_dirs
 
     chosen = _audit_format(output_format, as_json)
+    searched: tuple[Path, ...] = ()
+    if profile:  # profiles (and tomllib) load only when a profile is asked for
+        from tcptune.profiles import default_profile_dirs
+
+        searched = (*profile_dirs, *default_profile_dirs())
     for warning in _unknown_ignores(ignore):
         click.echo(f"tcptune: {warning}", err=True)
     result = run_audit(
@@ -112,7 +116,7 @@ def audit(
         netns_name=click.get_current_context().meta.get(NETNS_LABEL),
         source=SocketSource(source),
         profile=profile,
-        profile_dirs=(*profile_dirs, *default_profile_dirs()),
+        profile_dirs=searched,
         ignore=ignore,
         interval=interval,
         owners=owners,
