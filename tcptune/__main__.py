@@ -1,5 +1,6 @@
 """Run tcptune as ``python -m tcptune``."""
 
-from tcptune.cli import main
+from tcptune.entry import run
 
-main()
+if __name__ == "__main__":
+    run()

@@ -7,13 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tcptune.applier import Environment, ProcSysctlWriter, SysctlWriter
-from tcptune.identity import Identity
-from tcptune.procfs import ProcFS
+from tcptune.apply.applier import Environment, ProcSysctlWriter, SysctlWriter
+from tcptune.apply.statestore import StateStore
+from tcptune.apply.sysctld import SearchPath
+from tcptune.inspect.invoker import Identity
+from tcptune.inspect.procfs import ProcFS
+from tcptune.model.snapshot import SysctlValue
 from tcptune.profiles import Profile, ProfileSource, Target, validate
-from tcptune.snapshot import SysctlValue
-from tcptune.statestore import StateStore
-from tcptune.sysctld import SearchPath
 
 ROOT = Identity(uid=0, euid=0, user="root", sudo_user="alice")
 NOBODY = Identity(uid=65534, euid=65534, user="nobody")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tcptune.procfs import ProcFS
+from tcptune.inspect.procfs import ProcFS
 from tests.lab import SocketLab, kernel_lab
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

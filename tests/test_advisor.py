@@ -7,12 +7,12 @@ import os
 import socket
 from pathlib import Path
 
-from tcptune.advisor import DOCS, Evidence, advise
-from tcptune.audit import run_audit
-from tcptune.findings import Finding, Severity
-from tcptune.inspector import SocketSource, inspect
-from tcptune.procfs import ProcFS
-from tcptune.snapshot import Counters
+from tcptune.advise import DOCS, Evidence, advise
+from tcptune.inspect.inspector import SocketSource, inspect
+from tcptune.inspect.procfs import ProcFS
+from tcptune.model.findings import Finding, Severity
+from tcptune.model.snapshot import Counters
+from tcptune.run.audit import run_audit
 from tests.conftest import FIXTURES
 from tests.lab import SocketLab
 

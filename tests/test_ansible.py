@@ -29,7 +29,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tcptune.advisor.teardown import CLOSE_WAIT_WARNING
+from tcptune.advise.teardown import CLOSE_WAIT_WARNING
 from tests.lab import require_netns_capability, skip_or_fail
 
 pytestmark = pytest.mark.kernel

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tcptune.applier import (
+from tcptune.apply.applier import (
     ProcSysctlWriter,
     WriteAborted,
     apply_profile,
@@ -24,6 +24,10 @@ from tcptune.applier import (
     rollback,
     write_all,
 )
+from tcptune.apply.plan import Action
+from tcptune.apply.statestore import Change, StateStore
+from tcptune.apply.sysctld import DROPIN_NAME, ConfLine
+from tcptune.apply.verify import verify_profile
 from tcptune.exitcodes import (
     BadInputError,
     LockedError,
@@ -32,12 +36,8 @@ from tcptune.exitcodes import (
     UsageError,
     WriteFailedError,
 )
-from tcptune.nsidentity import netns_cookie
-from tcptune.plan import Action
-from tcptune.procfs import ProcFS
-from tcptune.statestore import Change, StateStore
-from tcptune.sysctld import DROPIN_NAME, ConfLine
-from tcptune.verify import verify_profile
+from tcptune.inspect.nsidentity import netns_cookie
+from tcptune.inspect.procfs import ProcFS
 from tests.apply_support import NOBODY, environment, load_profile, raw_profile
 from tests.lab import current_netns, fresh_netns, require_netns_capability, skip_or_fail
 

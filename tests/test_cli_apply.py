@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from tcptune.cli import cli
 from tcptune.exitcodes import ExitStatus
-from tcptune.procfs import ProcFS
+from tcptune.inspect.procfs import ProcFS
 from tests.apply_support import write_profile
 from tests.lab import fresh_netns, require_netns_capability, skip_or_fail
 from tests.lab.privileges import UNPRIVILEGED, run_tcptune

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tcptune.advisor import DOCS
+from tcptune.advise import DOCS
 from tcptune.cli import cli
 from tcptune.exitcodes import ExitStatus
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tcptune import explain as reference
-from tcptune.advisor import finding_topics
+from tcptune.advise import finding_topics
 from tcptune.cli import cli
 from tcptune.profiles import ProfileLocator
+from tcptune.reference import explain as reference
 from tests.conftest import FIXTURES
 from tests.lab import SocketLab
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tcptune.explain import (
+from tcptune.reference.explain import (
     BODY_WIDTH,
     SUMMARY_MAX,
     Topic,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tcptune.findings import Finding, Severity, is_ignored, unknown_ignore_ids
+from tcptune.model.findings import Finding, Severity, is_ignored, unknown_ignore_ids
 
 
 def _finding(finding_id: str, subject: str | None = None) -> Finding:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from tcptune.inspector import SocketSource, inspect
-from tcptune.procfs import ProcFS
-from tcptune.snapshot import Endpoint, ReadStatus
-from tcptune.tcpstates import TcpState
+from tcptune.inspect.inspector import SocketSource, inspect
+from tcptune.inspect.procfs import ProcFS
+from tcptune.model.snapshot import Endpoint, ReadStatus
+from tcptune.model.tcpstates import TcpState
 
 EXPECTED_PER_FAMILY = {
     TcpState.LISTEN: 1,

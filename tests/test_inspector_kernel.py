@@ -8,11 +8,11 @@ import subprocess
 
 import pytest
 
-from tcptune.inspector import SocketSource, inspect
-from tcptune.procfs import ProcFS
-from tcptune.snapshot import ReadStatus
-from tcptune.sysctls import KNOWN_SYSCTLS, Scope
-from tcptune.tcpstates import TcpState
+from tcptune.inspect.inspector import SocketSource, inspect
+from tcptune.inspect.procfs import ProcFS
+from tcptune.model.snapshot import ReadStatus
+from tcptune.model.sysctls import KNOWN_SYSCTLS, Scope
+from tcptune.model.tcpstates import TcpState
 from tests.lab import SocketLab
 
 SOURCES = [

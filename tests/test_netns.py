@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tcptune import netns
 from tcptune.exitcodes import ExitStatus, PermissionDeniedError, UnavailableError
+from tcptune.inspect import netns
 from tests.lab import require_netns_capability, skip_or_fail
 from tests.lab.privileges import UNPRIVILEGED, run_tcptune
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tcptune.inspector import read_context
-from tcptune.nsidentity import (
+from tcptune.inspect.inspector import read_context
+from tcptune.inspect.nsidentity import (
     NamespaceIdentity,
     current_namespace,
     namespace_difference,
     netns_cookie,
 )
-from tcptune.procfs import ProcFS
+from tcptune.inspect.procfs import ProcFS
 from tests.lab import fresh_netns, require_netns_capability, skip_or_fail
 
 BOOT = "74b9b4cc-5b56-449e-a04a-de2b3be7033a"

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tcptune.counters import parse_header_pairs, parse_sockstat
-from tcptune.procfs import ProcFS, ProcReadError, is_valid_sysctl_name
-from tcptune.sockdiag import request
-from tcptune.tcpstates import ALL_STATES_MASK
-from tcptune.units import duration
+from tcptune.inspect.counters import parse_header_pairs, parse_sockstat
+from tcptune.inspect.procfs import ProcFS, ProcReadError, is_valid_sysctl_name
+from tcptune.inspect.sockdiag import request
+from tcptune.model.tcpstates import ALL_STATES_MASK
+from tcptune.model.units import duration
 
 
 def test_sockstat_parsed_by_name() -> None:
@@ -78,7 +78,7 @@ def test_netlink_request_layout() -> None:
     [("", ()), ("8080", ((8080, 8080),)), ("9000-9010,8080,9011", ((8080, 8080), (9000, 9011)))],
 )
 def test_port_lists_parse_into_merged_spans(text: str, spans: tuple[tuple[int, int], ...]) -> None:
-    from tcptune.ports import format_port_list, parse_port_list
+    from tcptune.model.ports import format_port_list, parse_port_list
 
     assert parse_port_list(text) == spans
     assert parse_port_list(format_port_list(spans)) == spans
@@ -86,7 +86,7 @@ def test_port_lists_parse_into_merged_spans(text: str, spans: tuple[tuple[int, i
 
 @pytest.mark.parametrize("text", ["abc", "1-", "-5", "70000", "20-10", "1,,2", "1-2000000000"])
 def test_malformed_port_lists_are_rejected(text: str) -> None:
-    from tcptune.ports import parse_port_list
+    from tcptune.model.ports import parse_port_list
 
     with pytest.raises(ValueError, match="port"):
         parse_port_list(text)
@@ -97,9 +97,9 @@ def test_garbled_reserved_ports_make_the_inspection_incomplete_not_a_crash(
 ) -> None:
     import shutil
 
-    from tcptune.audit import run_audit
-    from tcptune.inspector import SocketSource
-    from tcptune.snapshot import ReadStatus
+    from tcptune.inspect.inspector import SocketSource
+    from tcptune.model.snapshot import ReadStatus
+    from tcptune.run.audit import run_audit
     from tests.conftest import FIXTURES
 
     tree = tmp_path / "proc"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from tcptune.apply.plan import Action, Plan, build_plan, same_sysctl_text, value_text, writable_text
 from tcptune.exitcodes import BadInputError, ExitStatus, UnavailableError
-from tcptune.plan import Action, Plan, build_plan, same_sysctl_text, value_text, writable_text
-from tcptune.procfs import ProcFS
+from tcptune.inspect.procfs import ProcFS
 from tests.apply_support import load_profile, raw_profile
 
 

@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from tcptune.inspector import SocketSource, inspect
-from tcptune.sockdiag import (
+from tcptune.inspect.inspector import SocketSource, inspect
+from tcptune.inspect.sockdiag import (
     MAX_DUMP_ATTEMPTS,
     NLM_F_DUMP_INTR,
     DumpInterrupted,
     SockDiagError,
     dump_counts,
 )
-from tcptune.tcpstates import TcpState
+from tcptune.model.tcpstates import TcpState
 from tests.conftest import FIXTURES
 from tests.lab import SocketLab
 
@@ -105,7 +105,7 @@ def test_kernel_error_is_named() -> None:
 
 
 def test_unknown_state_is_reported_and_the_rest_counted() -> None:
-    from tcptune.procfs import ProcFS
+    from tcptune.inspect.procfs import ProcFS
 
     make, _ = factory([diag_message(1) + diag_message(42) + done()])
     snapshot = inspect(ProcFS(FIXTURES / "container-ns"), source=SocketSource.NETLINK, netlink=make)
@@ -119,7 +119,7 @@ def _refuse() -> socket.socket:
 
 
 def test_explicit_netlink_source_reports_failure_without_fallback() -> None:
-    from tcptune.procfs import ProcFS
+    from tcptune.inspect.procfs import ProcFS
 
     snapshot = inspect(
         ProcFS(FIXTURES / "container-ns"), source=SocketSource.NETLINK, netlink=_refuse
@@ -132,7 +132,7 @@ def test_explicit_netlink_source_reports_failure_without_fallback() -> None:
 
 @pytest.mark.kernel
 def test_auto_falls_back_to_procfs_and_says_why(lab: SocketLab) -> None:
-    from tcptune.procfs import ProcFS
+    from tcptune.inspect.procfs import ProcFS
 
     lab.established(2)
     snapshot = inspect(ProcFS(), source=SocketSource.AUTO, netlink=_refuse)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tcptune.apply.statestore import ApplyRecord, Change, DropinBackup, HistoryEntry, StateStore
 from tcptune.exitcodes import BadInputError, LockedError
-from tcptune.identity import Identity
-from tcptune.statestore import ApplyRecord, Change, DropinBackup, HistoryEntry, StateStore
+from tcptune.inspect.invoker import Identity
 
 ROOT = Identity(uid=0, euid=0, user="root", sudo_user="alice")
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tcptune.exitcodes import UsageError
-from tcptune.sysctld import (
+from tcptune.apply.sysctld import (
     DROPIN_NAME,
     ConfLine,
     SearchPath,
@@ -23,6 +22,7 @@ from tcptune.sysctld import (
     restore_dropin,
     winning_settings,
 )
+from tcptune.exitcodes import UsageError
 
 FIN = "net/ipv4/tcp_fin_timeout"
 

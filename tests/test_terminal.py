@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tcptune.terminal import (
+from tcptune.output.terminal import (
     ENTER,
     LEAVE,
     FullScreen,
@@ -23,7 +23,7 @@ from tcptune.terminal import (
     TerminalGone,
     run_fullscreen,
 )
-from tcptune.watch import END_OF_INPUT, RESIZE
+from tcptune.run.watch import END_OF_INPUT, RESIZE
 from tests.lab import SocketLab
 
 

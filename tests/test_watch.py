@@ -9,9 +9,8 @@ from collections.abc import Iterator, Mapping
 import pytest
 from click.testing import CliRunner
 
-from tcptune import render
 from tcptune.cli import cli
-from tcptune.snapshot import (
+from tcptune.model.snapshot import (
     Context,
     Counters,
     ReadStatus,
@@ -19,9 +18,10 @@ from tcptune.snapshot import (
     SocketCounts,
     SysctlReading,
 )
-from tcptune.sysctls import KNOWN_SYSCTLS
-from tcptune.tcpstates import TcpState
-from tcptune.watch import END_OF_INPUT, RESIZE, Frame, build_frame, run_watch
+from tcptune.model.sysctls import KNOWN_SYSCTLS
+from tcptune.model.tcpstates import TcpState
+from tcptune.output import watch as watch_output
+from tcptune.run.watch import END_OF_INPUT, RESIZE, Frame, build_frame, run_watch
 from tests.lab import SocketLab
 
 TW_CAP = 1000
@@ -181,18 +181,18 @@ def _rising_frame() -> Frame:
 
 
 def test_line_marks_rising_values_for_logs() -> None:
-    line = render.watch_line(_rising_frame())
+    line = watch_output.watch_line(_rising_frame())
     assert "\n" not in line and "\x1b" not in line
     assert line.startswith("2023-11-14T22:13:20Z established=0 ")
     assert "close_wait=120▲" in line and "time_wait=900▲" in line and "listen=2 " in line
     assert "total=1022 |" in line
     assert "ListenOverflows=10.0/s▲" in line and "ActiveOpens=0/s " in line
-    first = render.watch_line(build_frame(1, fake_snapshot({}), 2.0, None, None))
+    first = watch_output.watch_line(build_frame(1, fake_snapshot({}), 2.0, None, None))
     assert "ListenOverflows=- " in first and "▲" not in first
 
 
 def test_json_lines_are_one_object_per_refresh() -> None:
-    document = json.loads(render.watch_json(_rising_frame()))
+    document = json.loads(watch_output.watch_json(_rising_frame()))
     assert document["schema"] == 1 and document["refresh"] == 2
     assert document["sockets"]["states"]["CLOSE_WAIT"] == {
         "ipv4": 120,
@@ -207,7 +207,7 @@ def test_json_lines_are_one_object_per_refresh() -> None:
 
 @pytest.mark.parametrize(("width", "height"), [(80, 24), (60, 20), (120, 50), (30, 8)])
 def test_screen_fits_the_terminal_and_keeps_alerts_first(width: int, height: int) -> None:
-    screen = render.watch_screen(_rising_frame(), width, height, styled=False)
+    screen = watch_output.watch_screen(_rising_frame(), width, height, styled=False)
     lines = screen.split("\n")
     assert len(lines) <= height
     assert all(len(line) <= width for line in lines)
@@ -225,10 +225,10 @@ def test_screen_fits_the_terminal_and_keeps_alerts_first(width: int, height: int
 
 
 def test_styled_screen_paints_alert_rows_instead_of_marking_them() -> None:
-    screen = render.watch_screen(_rising_frame(), 80, 24, styled=True)
+    screen = watch_output.watch_screen(_rising_frame(), 80, 24, styled=True)
     row = next(line for line in screen.split("\n") if "CLOSE_WAIT " in line and "▲" not in line)
-    assert row.startswith(render.WATCH_ALERT_STYLE + "CLOSE_WAIT ")
-    assert render.WATCH_RESET in row
+    assert row.startswith(watch_output.WATCH_ALERT_STYLE + "CLOSE_WAIT ")
+    assert watch_output.WATCH_RESET in row
 
 
 @pytest.mark.kernel

@@ -1,7 +1,7 @@
 """The command line: options become typed values here, and nothing else happens here.
 
 Each command parses its options, calls one function of the core, hands the
-result to tcptune.render and returns an ExitStatus. Errors are mapped to exit
+result to tcptune.output and returns an ExitStatus. Errors are mapped to exit
 statuses in one place, TcptuneGroup.main (group.py). Commands live by theme:
 inspection (audit, watch), reference (profiles, explain), changes (apply,
 rollback, verify, history).

@@ -51,11 +51,11 @@ def _environment(
 ) -> Any:
     import os
 
-    from tcptune.applier import Environment, ProcSysctlWriter
-    from tcptune.identity import current_identity
-    from tcptune.procfs import ProcFS
-    from tcptune.statestore import StateStore
-    from tcptune.sysctld import SearchPath
+    from tcptune.apply.applier import Environment, ProcSysctlWriter
+    from tcptune.apply.statestore import StateStore
+    from tcptune.apply.sysctld import SearchPath
+    from tcptune.inspect.invoker import current_identity
+    from tcptune.inspect.procfs import ProcFS
 
     return Environment(
         procfs=procfs,
@@ -148,8 +148,8 @@ def apply(
     """
     import json
 
-    from tcptune import render
-    from tcptune.applier import apply_profile, preview
+    from tcptune.apply.applier import apply_profile, preview
+    from tcptune.output import changes
 
     profile = profile_locator(profile_dirs).load(profile_name)
     env = _environment(ctx.obj, state_dir, boot_root, sysctl_dir, lock_timeout)
@@ -166,20 +166,22 @@ def apply(
         plan, dropin = preview(profile, env, persist=persist)
         shown = command if env.identity.euid == 0 else f"sudo {command}"
         if as_json:
-            click.echo(json.dumps(render.plan_dict(plan, dropin, shown), indent=2))
+            click.echo(json.dumps(changes.plan_dict(plan, dropin, shown), indent=2))
         else:
-            click.echo(render.plan_text(plan, dropin, shown), nl=False)
+            click.echo(changes.plan_text(plan, dropin, shown), nl=False)
         error = plan.error()
         if error is not None:
             raise error
         return ExitStatus.OK
     result = apply_profile(profile, env, persist=persist, command=command)
     if as_json:
-        click.echo(json.dumps(render.plan_dict(result.plan, result.dropin, None, result), indent=2))
+        click.echo(
+            json.dumps(changes.plan_dict(result.plan, result.dropin, None, result), indent=2)
+        )
     else:
         undo = _command_line(ctx, "rollback", *_state_words(state_dir))
         click.echo(
-            render.applied_text(result, undo if env.identity.euid == 0 else f"sudo {undo}"),
+            changes.applied_text(result, undo if env.identity.euid == 0 else f"sudo {undo}"),
             nl=False,
         )
     return ExitStatus.OK
@@ -211,15 +213,16 @@ def rollback(ctx: click.Context, as_json: bool, state_dir: Path, lock_timeout: f
     """
     import json
 
-    from tcptune import applier, render
+    from tcptune.apply import applier
+    from tcptune.output import changes
 
     env = _environment(ctx.obj, state_dir, Path("/"), None, lock_timeout)
     command = _command_line(ctx, "rollback", *_state_words(state_dir))
     result = applier.rollback(env, command=command)
     if as_json:
-        click.echo(json.dumps(render.rollback_dict(result), indent=2))
+        click.echo(json.dumps(changes.rollback_dict(result), indent=2))
     else:
-        click.echo(render.rollback_text(result), nl=False)
+        click.echo(changes.rollback_text(result), nl=False)
     return ExitStatus.OK
 
 
@@ -247,17 +250,17 @@ def verify(
     """
     import json
 
-    from tcptune import render
-    from tcptune.sysctld import SearchPath
-    from tcptune.verify import verify_profile
+    from tcptune.apply.sysctld import SearchPath
+    from tcptune.apply.verify import verify_profile
+    from tcptune.output import changes
 
     profile = profile_locator(profile_dirs).load(profile_name)
     netns_name = click.get_current_context().meta.get(NETNS_LABEL)
     report = verify_profile(profile, procfs, SearchPath.under(boot_root), netns_name)
     if as_json:
-        click.echo(json.dumps(render.verify_dict(report), indent=2))
+        click.echo(json.dumps(changes.verify_dict(report), indent=2))
     else:
-        click.echo(render.verify_text(report), nl=False)
+        click.echo(changes.verify_text(report), nl=False)
     return report.status
 
 
@@ -283,17 +286,17 @@ def history(as_json: bool, last: int | None, state_dir: Path) -> ExitStatus:
     """
     import json
 
-    from tcptune import render
+    from tcptune.apply.statestore import StateStore
     from tcptune.exitcodes import BadInputError
-    from tcptune.statestore import StateStore
+    from tcptune.output import changes
 
     store = StateStore(state_dir)
     log = store.read_history()
     entries = log.entries if last is None else log.entries[-last:]
     if as_json:
-        click.echo(json.dumps(render.history_dict(entries, log), indent=2))
+        click.echo(json.dumps(changes.history_dict(entries, log), indent=2))
     else:
-        click.echo(render.history_text(entries, log), nl=False)
+        click.echo(changes.history_text(entries, log), nl=False)
     if log.problems:
         raise BadInputError(
             f"{store.history_path}: {'; '.join(log.problems)} (skipped; the other entries "

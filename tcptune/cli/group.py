@@ -11,15 +11,16 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from tcptune import __version__
+from tcptune.entry import check_format_requested
 from tcptune.exitcodes import ExitStatus, TcptuneError, plugin_status
 
-NETNS_LABEL = "tcptune.netns"  # ctx.meta key: the namespace entered with --netns/--pid
+NETNS_LABEL = "tcptune.inspect.netns"  # ctx.meta key: the namespace entered with --netns/--pid
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 80}
 
 
 def _fail(message: str, status: int, check: bool = False) -> NoReturn:
     if check:  # Nagios plugin guidelines: one line on stdout, and any error is 3 UNKNOWN
-        from tcptune.render import check_error_line
+        from tcptune.output.metrics import check_error_line
 
         click.echo(check_error_line(message))
         sys.exit(int(plugin_status(status)))
@@ -40,7 +41,7 @@ class TcptuneGroup(click.Group):
     ) -> NoReturn:
         argv = list(sys.argv[1:] if args is None else args)
         debug = "--debug" in argv
-        check = _check_format_requested(argv)  # audit --format check: a monitoring plugin
+        check = check_format_requested(argv)  # audit --format check: a monitoring plugin
         try:
             result = super().main(
                 argv, prog_name or "tcptune", complete_var, standalone_mode=False, **extra
@@ -167,7 +168,7 @@ def cli(
       sudo tcptune --pid 4242 audit      inside a container's namespace
       tcptune explain close-wait         the built-in reference
     """
-    from tcptune.procfs import ProcFS
+    from tcptune.inspect.procfs import ProcFS
 
     ctx.obj = ProcFS(proc_root)
     if (netns_name is not None or netns_pid is not None) and ctx.invoked_subcommand not in (
@@ -176,21 +177,10 @@ def cli(
         "profiles",
         "history",
     ):
-        from tcptune import netns
+        from tcptune.inspect import netns
 
         path, label = netns.namespace_path(netns_name, netns_pid, ctx.obj)
         ctx.meta[NETNS_LABEL] = netns.enter(path, label).label
-
-
-def _check_format_requested(argv: Sequence[str]) -> bool:
-    """Return whether the raw command line asks for --format check (even if it fails to parse)."""
-    for index, word in enumerate(argv):
-        if word == "--":
-            break
-        following = argv[index + 1 : index + 2]
-        if word == "--format=check" or (word == "--format" and following == ["check"]):
-            return True
-    return False
 
 
 def profile_locator(profile_dirs: tuple[Path, ...]) -> Any:

@@ -99,9 +99,9 @@ def audit(
     74 --output not written (or not a regular file). With --format check
     every error is 3 UNKNOWN.
     """
-    from tcptune import render
-    from tcptune.audit import run_audit
-    from tcptune.inspector import SocketSource
+    from tcptune.inspect.inspector import SocketSource
+    from tcptune.output import metrics
+    from tcptune.run.audit import run_audit
 
     chosen = _audit_format(output_format, as_json)
     searched: tuple[Path, ...] = ()
@@ -121,7 +121,7 @@ def audit(
         interval=interval,
         owners=owners,
     )
-    _emit(render.audit_output(result, chosen), output)
+    _emit(metrics.audit_output(result, chosen), output)
     for problem in result.snapshot.problems if chosen != "check" else ():
         click.echo(f"tcptune: incomplete: {problem.source}: {problem.message}", err=True)
     return result.status
@@ -140,8 +140,8 @@ def _unknown_ignores(ignore: tuple[str, ...]) -> list[str]:
     """Return a warning for each --ignore whose ID no check can produce (a typo ignores nothing)."""
     if not ignore:
         return []
-    from tcptune.advisor import DOCS
-    from tcptune.findings import unknown_ignore_ids
+    from tcptune.advise import DOCS
+    from tcptune.model.findings import unknown_ignore_ids
 
     return [
         f"--ignore {word}: no finding has the ID {word.partition(':')[0]!r} "
@@ -181,8 +181,8 @@ def _emit(text: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
-    from tcptune.atomicfile import atomic_write
-    from tcptune.procfs import describe_os_error
+    from tcptune.apply.atomicfile import atomic_write
+    from tcptune.inspect.procfs import describe_os_error
 
     target = Path(os.path.realpath(output))  # never raises, even on a symlink loop
     shown = f"{output} (-> {target})" if output.is_symlink() else str(output)
@@ -262,10 +262,10 @@ def watch(
     """
     import os
 
-    from tcptune import render
-    from tcptune import watch as live
-    from tcptune.inspector import SocketSource, inspect
-    from tcptune.snapshot import Snapshot
+    from tcptune.inspect.inspector import SocketSource, inspect
+    from tcptune.model.snapshot import Snapshot
+    from tcptune.output import watch as watch_output
+    from tcptune.run import watch as live
 
     netns_name = click.get_current_context().meta.get(NETNS_LABEL)
 
@@ -273,10 +273,10 @@ def watch(
         return inspect(procfs, source=SocketSource(source), netns_name=netns_name)
 
     full_screen = sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
-    from tcptune import terminal
+    from tcptune.output import terminal
 
     if as_json or not full_screen:
-        line = render.watch_json if as_json else render.watch_line
+        line = watch_output.watch_json if as_json else watch_output.watch_line
         try:
             live.run_watch(
                 take, lambda frame: click.echo(line(frame)), interval=interval, count=count
@@ -289,7 +289,7 @@ def watch(
 
     def on_screen(screen: terminal.FullScreen) -> None:
         def show(frame: live.Frame) -> None:
-            screen.draw(render.watch_screen(frame, *screen.size(), styled))
+            screen.draw(watch_output.watch_screen(frame, *screen.size(), styled))
 
         live.run_watch(take, show, interval=interval, count=count, read_key=screen.read_key)
 

@@ -32,12 +32,12 @@ def profiles(ctx: click.Context, profile_dirs: tuple[Path, ...], as_json: bool) 
     if ctx.invoked_subcommand is not None:
         ctx.obj = profile_dirs  # `show` adds its own --profile-dir after these
         return ExitStatus.OK
-    from tcptune import render
+    from tcptune.output import reference
     from tcptune.profiles import BrokenProfile
 
     entries = profile_locator(profile_dirs).catalogue()
     click.echo(
-        render.profiles_json(entries) if as_json else render.profiles_text(entries),
+        reference.profiles_json(entries) if as_json else reference.profiles_text(entries),
         nl=not as_json,
     )
     for entry in entries:
@@ -62,11 +62,12 @@ def profiles_show(
       tcptune profiles show my-profile --profile-dir ./profiles
       tcptune profiles show ./my-profile.toml --json
     """
-    from tcptune import render
+    from tcptune.output import reference
 
     profile = profile_locator((*group_dirs, *profile_dirs)).load(name)
     click.echo(
-        render.profile_json(profile) if as_json else render.profile_text(profile), nl=not as_json
+        reference.profile_json(profile) if as_json else reference.profile_text(profile),
+        nl=not as_json,
     )
     return ExitStatus.OK
 
@@ -89,18 +90,18 @@ def explain(_procfs: Any, topic: str | None) -> ExitStatus:
       tcptune explain so_linger          a socket option, with C and Python
       tcptune explain misconceptions     what the web gets wrong
     """
-    from tcptune import explain as reference
-    from tcptune import render
-    from tcptune.advisor import finding_topics
+    from tcptune.advise import finding_topics
     from tcptune.exitcodes import UnavailableError
+    from tcptune.output import reference
+    from tcptune.reference import explain
 
-    topics = reference.with_findings(reference.load_topics(), finding_topics())
+    topics = explain.with_findings(explain.load_topics(), finding_topics())
     if topic is None:
-        click.echo(render.topics_text(reference.topic_list(topics)), nl=False)
+        click.echo(reference.topics_text(explain.topic_list(topics)), nl=False)
         return ExitStatus.OK
     try:
-        found = reference.find_topic(topics, topic)
-    except reference.UnknownTopic as exc:
+        found = explain.find_topic(topics, topic)
+    except explain.UnknownTopic as exc:
         raise UnavailableError(str(exc)) from exc
-    click.echo(reference.format_topic(found), nl=False)
+    click.echo(explain.format_topic(found), nl=False)
     return ExitStatus.OK

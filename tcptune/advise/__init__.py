@@ -1,0 +1,62 @@
+"""Turn a snapshot and an optional profile into findings: the checks and their docs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING
+
+from tcptune.advise import aborts, keepalive, settings, teardown
+from tcptune.advise.base import Evidence, FindingDoc
+from tcptune.model.findings import Finding, is_ignored
+from tcptune.model.snapshot import Counters
+
+if TYPE_CHECKING:
+    from tcptune.reference.explain import Topic
+
+Check = Callable[[Evidence], Iterator[Finding]]
+
+# Order is the report's order: settings first, then sockets, then counters.
+CHECKS: tuple[Check, ...] = (*settings.CHECKS, *keepalive.CHECKS, *teardown.CHECKS, *aborts.CHECKS)
+DOCS: Mapping[str, FindingDoc] = {
+    doc.id: doc for doc in (*settings.DOCS, *keepalive.DOCS, *teardown.DOCS, *aborts.DOCS)
+}
+
+
+def advise(evidence: Evidence, ignore: Iterable[str] = ()) -> list[Finding]:
+    """Run every check and return the findings not ignored, worst first, stable order."""
+    ignore = tuple(ignore)
+    found = [item for check in CHECKS for item in check(evidence) if not is_ignored(item, ignore)]
+    return sorted(found, key=lambda item: -item.severity)
+
+
+def counter_rates(before: Counters, after: Counters, seconds: float) -> dict[str, float]:
+    """Return each Tcp/TcpExt counter's change per second between two readings."""
+    rates: dict[str, float] = {}
+    for old, new in ((before.tcp, after.tcp), (before.tcp_ext, after.tcp_ext)):
+        for name, value in new.items():
+            if name in old and name != "CurrEstab" and seconds > 0:
+                rates[name] = max(0, value - old[name]) / seconds
+    return rates
+
+
+__all__ = ["CHECKS", "DOCS", "Evidence", "FindingDoc", "advise", "counter_rates", "finding_topics"]
+
+
+def finding_topics() -> list[Topic]:
+    """Return an explain topic for every finding ID, from its FindingDoc."""
+    import textwrap
+
+    from tcptune.reference.explain import BODY_WIDTH, Topic
+
+    return [
+        Topic(
+            name=doc.id,
+            kind="finding",
+            title=f"Finding {doc.id}: {doc.title}",
+            summary=doc.summary,
+            references=doc.references,
+            aliases=(),
+            body=textwrap.fill(doc.explanation, BODY_WIDTH),
+        )
+        for doc in DOCS.values()
+    ]

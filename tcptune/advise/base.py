@@ -1,0 +1,138 @@
+"""What every check reads (Evidence) and the documentation record of a finding ID."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from tcptune.inspect.owners import Owner, describe_processes, socket_holders
+from tcptune.inspect.procfs import ProcFS
+from tcptune.model.findings import Finding, Severity
+from tcptune.model.snapshot import Snapshot, SocketDetails, SysctlValue
+from tcptune.model.tcpstates import TcpState
+
+if TYPE_CHECKING:  # profiles (and tomllib) load only when a profile is asked for
+    from tcptune.profiles import Profile
+
+
+@dataclass(frozen=True)
+class FindingDoc:
+    """The fixed text of a finding ID: shown in findings and by `tcptune explain ID`."""
+
+    id: str
+    title: str
+    summary: str  # one line, <= 70 characters
+    explanation: str
+    references: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class OwnerCount:
+    """A process and how many of the sockets in question it holds."""
+
+    owner: Owner
+    sockets: int
+    local_ports: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything a check may read: the snapshot, the profile, rates and socket owners."""
+
+    snapshot: Snapshot
+    procfs: ProcFS
+    profile: Profile | None = None
+    rates: Mapping[str, float] | None = None  # counter name -> per second over the interval
+    interval: float | None = None
+    owners: bool = True  # False: do not read every process's descriptors (--no-owners)
+    extra: Mapping[str, object] = field(default_factory=dict)
+
+    def value(self, name: str) -> SysctlValue | None:
+        """Return a readable sysctl's live value."""
+        return self.snapshot.value(name)
+
+    def int_value(self, name: str) -> int | None:
+        """Return a readable integer sysctl's live value."""
+        value = self.snapshot.value(name)
+        return value if isinstance(value, int) else None
+
+    def count(self, state: TcpState) -> int:
+        """Return the number of sockets in ``state`` over both families."""
+        return self.snapshot.sockets.total(state) if self.snapshot.sockets else 0
+
+    @property
+    def details(self) -> SocketDetails | None:
+        """Return the per-socket details, if the inspection collected them."""
+        return self.snapshot.sockets.details if self.snapshot.sockets else None
+
+    def counter(self, name: str) -> int | None:
+        """Return a TcpExt or Tcp counter since boot."""
+        counters = self.snapshot.counters
+        return counters.tcp_ext.get(name, counters.tcp.get(name))
+
+    def rate(self, name: str) -> float | None:
+        """Return a counter's change per second over --interval, if measured."""
+        return None if self.rates is None else self.rates.get(name)
+
+    @cached_property
+    def _holders(self) -> dict[int, list[int]]:
+        details = self.details
+        if details is None or not self.owners:
+            return {}
+        inodes = [*details.close_wait_inodes, *(s.inode for s in details.listeners)]
+        return socket_holders(self.procfs, inodes)
+
+    def owners_of(self, inodes_ports: Iterable[tuple[int, int]]) -> list[OwnerCount]:
+        """Rank the processes holding these (inode, local port) sockets, most first."""
+        per_pid: Counter[int] = Counter()
+        ports: dict[int, set[int]] = {}
+        for inode, port in inodes_ports:
+            for pid in self._holders.get(inode, ()):
+                per_pid[pid] += 1
+                ports.setdefault(pid, set()).add(port)
+        if not per_pid:
+            return []  # nothing to describe: do not even import psutil
+        described = describe_processes(self.procfs, per_pid)
+        return [
+            OwnerCount(described[pid], count, tuple(sorted(ports[pid])))
+            for pid, count in per_pid.most_common()
+        ]
+
+
+def finding(
+    doc: FindingDoc,
+    severity: Severity,
+    evidence: Iterable[str],
+    recommendation: str,
+    *,
+    title: str | None = None,
+    explanation: str | None = None,
+    subject: str | None = None,
+    data: Mapping[str, object] | None = None,
+    references: tuple[str, ...] = (),
+) -> Finding:
+    """Return a Finding built from ``doc`` with this occurrence's evidence."""
+    return Finding(
+        id=doc.id,
+        severity=severity,
+        title=title or doc.title,
+        evidence=tuple(evidence),
+        explanation=explanation or doc.explanation,
+        recommendation=recommendation,
+        references=references or doc.references,
+        subject=subject,
+        data=dict(data or {}),
+    )
+
+
+def since(ev: Evidence, name: str) -> str:
+    """Return 'N since boot' or 'N since boot, rising X/s' for a counter."""
+    total = ev.counter(name)
+    text = f"{name} {total if total is not None else '?'} since boot"
+    rate = ev.rate(name)
+    if rate is not None:
+        text += f", {rate:.1f}/s over the last {ev.interval:g} s"
+    return text

@@ -1,0 +1,6 @@
+"""The write gate: plan, verify, and the only code that changes the system.
+
+plan.py and verify.py only read. applier.py writes sysctls (through the
+injected SysctlWriter), sysctld.py the boot-time drop-in, statestore.py the
+undo stack, history and lock, atomicfile.py every file tcptune replaces.
+"""

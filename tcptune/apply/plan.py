@@ -1,0 +1,252 @@
+"""Compare a profile with the live kernel and say, key by key, what an apply would do.
+
+Building a plan only reads. The applier carries out exactly the plan's CHANGE
+items; verify reads the same plan as drift.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+
+from tcptune.exitcodes import BadInputError, ExitStatus, TcptuneError, UnavailableError
+from tcptune.inspect.inspector import parse_sysctl, read_context, read_sysctl
+from tcptune.inspect.procfs import ProcFS
+from tcptune.model.snapshot import Context, ReadStatus, SysctlValue
+from tcptune.model.sysctls import KNOWN_SYSCTLS, Scope, SysctlSpec, Unit
+from tcptune.profiles import Profile, Target
+
+PORT_RANGE = "net.ipv4.ip_local_port_range"
+UNPRIVILEGED_PORT_START = "net.ipv4.ip_unprivileged_port_start"
+
+
+class Action(enum.Enum):
+    """What an apply does with one key."""
+
+    CHANGE = "change"  # the live value misses the target: write it
+    KEEP = "keep"  # already right: nothing to write
+    SKIP = "skip"  # cannot or need not be set here; the reason says why
+    BLOCKED = "blocked"  # stops the whole apply before any write
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    """One profile target against the live kernel."""
+
+    name: str
+    action: Action
+    target: str  # the target as text, e.g. '15' or '>= 4096'
+    why: str
+    risk: str
+    current: SysctlValue | None = None
+    current_text: str | None = None  # exactly as read: what a rollback writes back
+    desired: SysctlValue | None = None  # the value to write (CHANGE) or kept (KEEP)
+    reason: str | None = None  # why it is skipped or blocked
+    blocked_status: ExitStatus | None = None
+    spec: SysctlSpec | None = None  # None: not in tcptune's catalogue
+
+    @property
+    def write_text(self) -> str:
+        """Return the text to write for the desired value."""
+        assert self.desired is not None, f"{self.name}: no value to write"
+        return value_text(self.desired)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every target of a profile against this kernel, in profile order."""
+
+    profile: str
+    profile_path: str
+    context: Context
+    items: tuple[PlanItem, ...]
+
+    def having(self, action: Action) -> tuple[PlanItem, ...]:
+        """Return the items with ``action``."""
+        return tuple(item for item in self.items if item.action is action)
+
+    @property
+    def changes(self) -> tuple[PlanItem, ...]:
+        """Return the items an apply writes."""
+        return self.having(Action.CHANGE)
+
+    def error(self) -> TcptuneError | None:
+        """Return the error that stops this plan before any write, or None."""
+        blocked = self.having(Action.BLOCKED)
+        if not blocked:
+            return None
+        reasons = "; ".join(f"{item.name}: {item.reason}" for item in blocked)
+        message = f"cannot apply {self.profile}: {reasons}; nothing was changed"
+        if any(item.blocked_status is ExitStatus.BAD_INPUT for item in blocked):
+            return BadInputError(message)
+        return UnavailableError(message)
+
+
+def value_text(value: SysctlValue) -> str:
+    """Return a value as /proc/sys takes it: '15', '32768 60999' or a port list."""
+    if isinstance(value, tuple):
+        return f"{value[0]} {value[1]}"
+    return str(value)
+
+
+def _port_spans(text: str) -> tuple[tuple[int, int], ...] | str:
+    """Return a port list as sorted, merged spans (the kernel prints it that way)."""
+    spans = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        low, _, high = part.partition("-")
+        if not low.isdigit() or not (high or low).isdigit():
+            return text
+        spans.append((int(low), int(high or low)))
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted(spans):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(last, merged[-1][1]))
+        else:
+            merged.append((first, last))
+    return tuple(merged)
+
+
+def same_sysctl_text(name: str, a: str, b: str) -> bool:
+    """Return whether two texts are the same value of sysctl ``name``."""
+    spec = KNOWN_SYSCTLS.get(name)
+    if spec is not None and spec.unit is Unit.PORT_LIST:
+        return _port_spans(a.strip()) == _port_spans(b.strip())
+    return a.split() == b.split()
+
+
+def _spec_for(target: Target) -> SysctlSpec:
+    known = KNOWN_SYSCTLS.get(target.name)
+    if known is not None:
+        return known
+    # Outside the catalogue: read it as the profile's value type (text for strings).
+    if isinstance(target.value, tuple):
+        unit = Unit.PORT_RANGE
+    elif isinstance(target.value, str):
+        unit = Unit.PORT_LIST
+    else:
+        unit = Unit.COUNT
+    return SysctlSpec(target.name, unit, Scope.NETNS, "not in tcptune's catalogue")
+
+
+def _satisfied(target: Target, current: SysctlValue | None) -> bool:
+    if isinstance(target.value, str) and isinstance(current, str):
+        return same_sysctl_text(target.name, target.value, current)
+    return target.satisfied_by(current)
+
+
+def text_satisfies(target: Target, text: str) -> bool:
+    """Return whether sysctl text (e.g. from a boot-time file) meets ``target``."""
+    try:
+        value = parse_sysctl(_spec_for(target), text)
+    except ValueError:
+        return False
+    return _satisfied(target, value)
+
+
+def _item(target: Target, procfs: ProcFS, initial_netns: bool | None) -> PlanItem:
+    spec = _spec_for(target)
+    base = PlanItem(
+        target.name,
+        Action.BLOCKED,
+        target.describe(),
+        target.why,
+        target.risk,
+        spec=KNOWN_SYSCTLS.get(target.name),
+    )
+    reading = read_sysctl(procfs, spec, initial_netns)
+    if reading.status is ReadStatus.NOT_IN_NAMESPACE:
+        return replace(
+            base,
+            action=Action.SKIP,
+            reason="host-wide key: only the initial network namespace has it, so it "
+            "cannot be set from inside this container; apply it on the host",
+        )
+    if reading.status is ReadStatus.ABSENT:
+        if target.optional:
+            return replace(base, action=Action.SKIP, reason=f"{reading.reason} (optional)")
+        return replace(base, reason=reading.reason, blocked_status=ExitStatus.UNAVAILABLE)
+    if reading.status is not ReadStatus.OK:
+        return replace(base, reason=reading.reason, blocked_status=ExitStatus.UNAVAILABLE)
+    current = reading.value
+    action = Action.KEEP if _satisfied(target, current) else Action.CHANGE
+    desired = target.desired(current)
+    if action is Action.CHANGE and desired is not None and not writable_text(value_text(desired)):
+        return replace(
+            base,
+            current=current,
+            current_text=reading.raw,
+            reason=f"the value {value_text(desired)!a} is not printable ASCII text, "
+            "which is all /proc/sys takes: the kernel would reject it",
+            blocked_status=ExitStatus.BAD_INPUT,
+        )
+    return replace(
+        base,
+        action=action,
+        current=current,
+        current_text=reading.raw,
+        desired=desired,
+    )
+
+
+def writable_text(text: str) -> bool:
+    """Return whether ``text`` can go to /proc/sys as one line: printable ASCII only.
+
+    Sysctl handlers parse ASCII numbers and names (kernel/sysctl.c proc_get_long,
+    net/ipv4/tcp_cong.c for names); a newline or control character would end or
+    corrupt the value, and anything else cannot be encoded for them at all.
+    """
+    return text.isascii() and text.isprintable()
+
+
+def _read_int(procfs: ProcFS, name: str) -> int | None:
+    try:
+        return int(procfs.sysctl_path(name).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _check_port_floor(items: list[PlanItem], procfs: ProcFS) -> list[PlanItem]:
+    """Block a port range whose low end would sit below ip_unprivileged_port_start.
+
+    net/ipv4/sysctl_net_ipv4.c: ipv4_local_port_range() rejects such a range and
+    ipv4_privileged_ports() rejects the opposite move, both with EINVAL.
+    """
+    by_name = {item.name: item for item in items}
+    moving = [by_name[n] for n in (PORT_RANGE, UNPRIVILEGED_PORT_START) if n in by_name]
+    if not any(item.action is Action.CHANGE for item in moving):
+        return items
+
+    def effective(name: str) -> SysctlValue | None:
+        item = by_name.get(name)
+        if item is not None and item.desired is not None:
+            return item.desired
+        if name == UNPRIVILEGED_PORT_START:
+            return _read_int(procfs, name)
+        return None
+
+    port_range, floor = effective(PORT_RANGE), effective(UNPRIVILEGED_PORT_START)
+    if not (isinstance(port_range, tuple) and isinstance(floor, int)):
+        return items
+    if port_range[0] >= floor:
+        return items
+    reason = (
+        f"the range {port_range[0]}-{port_range[1]} starts below "
+        f"{UNPRIVILEGED_PORT_START} ({floor}); the kernel would reject it (EINVAL)"
+    )
+    blocked = {
+        item.name: replace(
+            item, action=Action.BLOCKED, reason=reason, blocked_status=ExitStatus.BAD_INPUT
+        )
+        for item in moving
+        if item.action is Action.CHANGE
+    }
+    return [blocked.get(item.name, item) for item in items]
+
+
+def build_plan(profile: Profile, procfs: ProcFS, netns_name: str | None = None) -> Plan:
+    """Return what applying ``profile`` would do to the kernel behind ``procfs``."""
+    context = read_context(procfs, netns_name)
+    items = [_item(t, procfs, context.initial_netns) for t in profile.targets.values()]
+    return Plan(profile.name, profile.path, context, tuple(_check_port_floor(items, procfs)))

@@ -1,0 +1,81 @@
+"""Parse the kernel's socket and TCP counter tables by name, never by column position.
+
+Formats: /proc/net/sockstat{,6} (net/ipv4/proc.c sockstat_seq_show), and the
+header-line/value-line pairs of /proc/net/snmp and /proc/net/netstat
+(net/ipv4/proc.c snmp_seq_show, netstat_seq_show).
+"""
+
+from __future__ import annotations
+
+from tcptune.inspect.procfs import ProcFS, ProcReadError
+from tcptune.model.snapshot import Counters, Problem
+
+
+def parse_sockstat(text: str, source: str) -> dict[str, dict[str, int]]:
+    """Return ``{"TCP": {"inuse": 5, "orphan": 0, ...}, ...}`` from sockstat text."""
+    tables: dict[str, dict[str, int]] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        protocol, sep, rest = line.partition(":")
+        if not sep:
+            raise ProcReadError(source, f"line {number}: no 'PROTO:' prefix: {line[:80]!r}")
+        words = rest.split()
+        if len(words) % 2:
+            raise ProcReadError(source, f"line {number}: odd name/value list: {line[:80]!r}")
+        try:
+            tables[protocol.strip()] = {
+                words[i]: int(words[i + 1]) for i in range(0, len(words), 2)
+            }
+        except ValueError as exc:
+            raise ProcReadError(source, f"line {number}: {exc}: {line[:80]!r}") from exc
+    return tables
+
+
+def parse_header_pairs(text: str, source: str) -> dict[str, dict[str, int]]:
+    """Return ``{"Tcp": {"CurrEstab": 3, ...}, ...}`` from snmp/netstat header-value pairs."""
+    tables: dict[str, dict[str, int]] = {}
+    lines = text.splitlines()
+    if len(lines) % 2:
+        raise ProcReadError(source, f"{len(lines)} lines: a header without its values")
+    for index in range(0, len(lines), 2):
+        header, values = lines[index], lines[index + 1]
+        name, _, names = header.partition(":")
+        value_name, _, numbers = values.partition(":")
+        if name != value_name:
+            raise ProcReadError(
+                source, f"line {index + 2}: values for {value_name!r} follow header {name!r}"
+            )
+        keys, fields = names.split(), numbers.split()
+        if len(keys) != len(fields):
+            raise ProcReadError(
+                source,
+                f"line {index + 2}: {name} has {len(keys)} names but {len(fields)} values",
+            )
+        try:
+            tables[name] = {key: int(field) for key, field in zip(keys, fields, strict=True)}
+        except ValueError as exc:
+            raise ProcReadError(source, f"line {index + 2}: {exc}") from exc
+    return tables
+
+
+def read_counters(procfs: ProcFS, problems: list[Problem]) -> Counters:
+    """Read sockstat, sockstat6, snmp Tcp and netstat TcpExt; report what fails."""
+    sockstat: dict[str, dict[str, int]] = {}
+    tcp: dict[str, int] = {}
+    tcp_ext: dict[str, int] = {}
+    for relative in ("net/sockstat", "net/sockstat6"):
+        try:
+            sockstat.update(parse_sockstat(procfs.read_text(relative), str(procfs.path(relative))))
+        except ProcReadError as exc:
+            problems.append(Problem(exc.path, exc.reason))
+    for relative, table, target in (("net/snmp", "Tcp", tcp), ("net/netstat", "TcpExt", tcp_ext)):
+        path = str(procfs.path(relative))
+        try:
+            parsed = parse_header_pairs(procfs.read_text(relative), path)
+        except ProcReadError as exc:
+            problems.append(Problem(exc.path, exc.reason))
+            continue
+        if table not in parsed:
+            problems.append(Problem(path, f"no {table} table"))
+            continue
+        target.update(parsed[table])
+    return Counters(sockstat=sockstat, tcp=tcp, tcp_ext=tcp_ext)

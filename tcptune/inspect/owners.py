@@ -1,0 +1,103 @@
+"""Find which processes hold given socket inodes, by reading /proc/PID/fd links.
+
+Only the inodes asked for are looked up (CLOSE_WAIT sockets, listeners), and
+psutil supplies process details (name, user) for the few PIDs that match.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from tcptune.inspect.procfs import ProcFS, ProcReadError
+
+
+@dataclass(frozen=True)
+class Owner:
+    """A process holding sockets."""
+
+    pid: int
+    name: str
+    user: str
+
+
+def socket_holders(procfs: ProcFS, inodes: Iterable[int]) -> dict[int, list[int]]:
+    """Return ``{inode: [pid, ...]}`` for the wanted inodes (forked children share sockets).
+
+    Every process's descriptors are read, whoever owns the process: a socket's
+    uid says who created it, not who holds it now (nginx workers hold sockets
+    root created). Each readlink goes through a directory descriptor, so it
+    resolves one path component instead of four.
+    """
+    wanted = {inode for inode in inodes if inode}
+    holders: dict[int, list[int]] = {}
+    if not wanted:
+        return holders
+    proc = str(procfs.root)
+    try:
+        pids = [entry for entry in os.listdir(proc) if entry.isdigit()]
+    except OSError:
+        return holders
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+    for pid in pids:
+        try:
+            fd_dir = os.open(f"{proc}/{pid}/fd", flags)
+        except OSError:  # exited, or not ours to read
+            continue
+        try:
+            names = os.listdir(fd_dir)
+            for name in names:
+                try:
+                    link = os.readlink(name, dir_fd=fd_dir)
+                except OSError:
+                    continue
+                if link[:8] == "socket:[":
+                    inode = int(link[8:-1])
+                    if inode in wanted:
+                        found = holders.setdefault(inode, [])
+                        if int(pid) not in found:
+                            found.append(int(pid))
+        except OSError:
+            continue
+        finally:
+            os.close(fd_dir)
+    return holders
+
+
+def describe_processes(procfs: ProcFS, pids: Iterable[int]) -> Mapping[int, Owner]:
+    """Return name and user of each PID; vanished processes are named '?'.
+
+    On the live /proc psutil supplies the details; on any other procfs root
+    (a fixture, a host's /proc mounted elsewhere) comm and status are read
+    from that tree, since psutil only knows one global procfs path.
+    """
+    if procfs.root != Path("/proc"):
+        return {pid: _from_tree(procfs, pid) for pid in set(pids)}
+    import psutil
+
+    owners: dict[int, Owner] = {}
+    for pid in set(pids):
+        try:
+            process = psutil.Process(pid)
+            with process.oneshot():
+                owners[pid] = Owner(pid, process.name(), process.username())
+        except (psutil.Error, KeyError):
+            owners[pid] = Owner(pid, "?", "?")
+    return owners
+
+
+def _from_tree(procfs: ProcFS, pid: int) -> Owner:
+    try:
+        name = procfs.read_text(f"{pid}/comm").strip()
+        status = procfs.read_text(f"{pid}/status")
+    except ProcReadError:
+        return Owner(pid, "?", "?")
+    uid = next((line.split()[1] for line in status.splitlines() if line.startswith("Uid:")), "?")
+    try:
+        user = pwd.getpwuid(int(uid)).pw_name
+    except (KeyError, ValueError):
+        user = uid
+    return Owner(pid, name, user)

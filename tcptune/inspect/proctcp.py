@@ -1,0 +1,106 @@
+"""Count TCP sockets by state from /proc/net/tcp and /proc/net/tcp6, line by line.
+
+The fallback where netlink sock_diag is unavailable. Column layout from
+net/ipv4/tcp_ipv4.c (get_tcp4_sock, get_timewait4_sock) and
+net/ipv6/tcp_ipv6.c (get_tcp6_sock): addresses are hex in host byte order,
+ports hex, the state a two-digit hex code from include/net/tcp_states.h.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+from tcptune.inspect.procfs import ProcFS, describe_os_error
+from tcptune.inspect.sockdetails import DetailsBuilder
+from tcptune.model.snapshot import Endpoint, Problem
+from tcptune.model.tcpstates import TcpState
+
+_MIN_FIELDS = 10  # sl, local, remote, st, tx:rx, tr:when, retrnsmt, uid, timeout, inode
+
+
+def _address(hex_address: str) -> str:
+    raw = bytes.fromhex(hex_address)
+    # Each 32-bit word is printed in host byte order (%08X of a __be32 read as u32).
+    words = (
+        b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+        if sys.byteorder == "little"
+        else raw
+    )
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, words)
+    if len(raw) == 16:
+        return socket.inet_ntop(socket.AF_INET6, words)
+    raise ValueError(f"address of {len(raw)} bytes")
+
+
+def _endpoint(field: str) -> Endpoint:
+    address, _, port = field.partition(":")
+    return Endpoint(_address(address), int(port, 16))
+
+
+def read_proc_tcp(
+    procfs: ProcFS,
+    relative: str,
+    counts: list[int],
+    problems: list[Problem],
+    details: DetailsBuilder | None = None,
+) -> bool:
+    """Add the states in ``relative`` (e.g. ``net/tcp``) to ``counts``; return False if unreadable.
+
+    A malformed line is reported as a problem naming the file and line number
+    and skipped, so one bad line does not lose the rest of the table.
+    """
+    path = procfs.path(relative)
+    try:
+        handle = path.open(encoding="ascii", errors="replace")
+    except OSError as exc:
+        problems.append(Problem(str(path), describe_os_error(exc)))
+        return False
+    with handle:
+        try:
+            next(handle)  # the column header
+        except StopIteration:
+            problems.append(Problem(str(path), "empty file: the column header is missing"))
+            return False
+        except OSError as exc:
+            problems.append(Problem(str(path), describe_os_error(exc)))
+            return False
+        for number, line in enumerate(handle, start=2):
+            try:
+                _parse_line(line, counts, details)
+            except (ValueError, IndexError) as exc:
+                shown = line.strip()[:80]
+                problems.append(Problem(str(path), f"line {number}: {exc}: {shown!r}"))
+    return True
+
+
+def _parse_line(line: str, counts: list[int], details: DetailsBuilder | None) -> None:
+    fields = line.split()
+    if len(fields) < _MIN_FIELDS:
+        raise ValueError(f"{len(fields)} fields, expected at least {_MIN_FIELDS}")
+    state = int(fields[3], 16)
+    if not 1 <= state <= len(TcpState):
+        raise ValueError(f"unknown TCP state code {fields[3]}")
+    counts[state] += 1
+    if details is None:
+        return
+    if state == TcpState.ESTABLISHED:
+        details.established(int(fields[5].partition(":")[0], 16))
+        return
+    inode = int(fields[9])
+    if state == TcpState.FIN_WAIT2:
+        details.fin_wait2(inode)
+        return
+    if state not in (TcpState.CLOSE_WAIT, TcpState.LISTEN, TcpState.TIME_WAIT):
+        return
+    if state == TcpState.TIME_WAIT:
+        details.time_wait(_endpoint(fields[2]))
+        return
+    local, uid = _endpoint(fields[1]), int(fields[7])
+    if state == TcpState.CLOSE_WAIT:
+        details.close_wait(local, local.port, inode)
+    else:
+        queued = int(fields[4].partition(":")[2], 16)
+        # /proc/net/tcp does not show a listener's backlog limit: 0 means unknown.
+        details.listener(local, queued, 0, inode, uid)

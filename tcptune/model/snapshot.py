@@ -1,0 +1,166 @@
+"""Frozen records the inspector produces and every later layer reads."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from tcptune.model.sysctls import SysctlSpec
+from tcptune.model.tcpstates import TcpState
+
+SysctlValue = int | tuple[int, int] | str
+
+
+class ReadStatus(enum.Enum):
+    """Whether a sysctl could be read, and if not, why."""
+
+    OK = "ok"
+    ABSENT = "absent"  # this kernel does not have the key
+    NOT_IN_NAMESPACE = "not in this namespace"  # host-wide key, hidden from a container
+    UNREADABLE = "unreadable"  # exists but reading or parsing failed
+
+
+@dataclass(frozen=True)
+class SysctlReading:
+    """One sysctl as read from /proc/sys."""
+
+    spec: SysctlSpec
+    status: ReadStatus
+    value: SysctlValue | None = None
+    raw: str | None = None
+    reason: str | None = None  # why it is absent or unreadable
+
+    @property
+    def name(self) -> str:
+        """Return the dotted key."""
+        return self.spec.name
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something the inspection could not read; the report is incomplete."""
+
+    source: str  # the file or interface, e.g. "/proc/net/snmp" or "netlink sock_diag"
+    message: str
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An address and port as text, e.g. ``127.0.0.1`` and ``8080``."""
+
+    address: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A listening socket and its accept queue (inet_diag rqueue/wqueue for LISTEN)."""
+
+    local: Endpoint
+    queued: int  # connections waiting for accept()
+    backlog: int  # the effective backlog: min(listen() backlog, somaxconn)
+    inode: int
+    uid: int
+
+
+@dataclass(frozen=True)
+class SocketDetails:
+    """Per-socket facts the advisor needs, aggregated in the same pass as the counts.
+
+    Everything is a count or keyed by a distinct endpoint, except the CLOSE_WAIT
+    inodes kept for attribution to processes (a few ints per socket).
+    """
+
+    established_keepalive: int  # ESTABLISHED sockets whose keepalive timer is pending
+    fin_wait2_orphaned: int  # no process holds them: they live tcp_fin_timeout
+    fin_wait2_held: int  # still held after shutdown(): no timer ends them
+    close_wait_inodes: Mapping[int, int]  # inode -> local port
+    close_wait_by_local: Mapping[Endpoint, int]  # CLOSE_WAIT count per local endpoint
+    listeners: tuple[Listener, ...]
+    time_wait_by_remote: Mapping[Endpoint, int]  # TIME_WAIT count per remote endpoint
+
+    @property
+    def close_wait(self) -> int:
+        """Return how many CLOSE_WAIT sockets were seen."""
+        return sum(self.close_wait_by_local.values())
+
+
+@dataclass(frozen=True)
+class SocketCounts:
+    """The TCP state histogram, IPv4 and IPv6 apart."""
+
+    source: str  # "netlink" (sock_diag) or "procfs" (/proc/net/tcp, tcp6)
+    ipv4: Mapping[TcpState, int]
+    ipv6: Mapping[TcpState, int]
+    details: SocketDetails | None = None
+    notes: tuple[str, ...] = ()  # e.g. why netlink was not used, or IPv6 is absent
+
+    def total(self, state: TcpState) -> int:
+        """Return the count of ``state`` over both families."""
+        return self.ipv4.get(state, 0) + self.ipv6.get(state, 0)
+
+    @property
+    def all_sockets(self) -> int:
+        """Return the number of TCP sockets of every state and family."""
+        return sum(self.ipv4.values()) + sum(self.ipv6.values())
+
+
+@dataclass(frozen=True)
+class Counters:
+    """Kernel counters, each table parsed by name, never by column position."""
+
+    sockstat: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # "TCP", "TCP6"
+    tcp: Mapping[str, int] = field(default_factory=dict)  # /proc/net/snmp "Tcp"
+    tcp_ext: Mapping[str, int] = field(default_factory=dict)  # /proc/net/netstat "TcpExt"
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where the snapshot was taken."""
+
+    kernel_release: str | None
+    netns_inode: int | None
+    initial_netns: bool | None  # None: could not tell
+    netns_name: str | None = None  # set when the user picked a namespace
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one inspection read: settings, sockets, counters and what failed."""
+
+    taken_at: float  # time.time()
+    context: Context
+    sysctls: Mapping[str, SysctlReading]
+    sockets: SocketCounts | None
+    counters: Counters
+    problems: tuple[Problem, ...]
+    auxiliary: Mapping[str, SysctlValue] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """Return whether everything could be read."""
+        return not self.problems
+
+    def value(self, name: str) -> SysctlValue | None:
+        """Return a readable sysctl's value, or None."""
+        reading = self.sysctls.get(name)
+        return reading.value if reading and reading.status is ReadStatus.OK else None
+
+
+def keepalive_detection_seconds(snapshot: Snapshot) -> int | None:
+    """Return keepalive_time + keepalive_intvl × keepalive_probes, or None if unreadable.
+
+    This is how long an idle SO_KEEPALIVE socket takes to notice a dead peer
+    (ip-sysctl.rst: tcp_keepalive_time, tcp_keepalive_intvl, tcp_keepalive_probes).
+    """
+    idle = snapshot.value("net.ipv4.tcp_keepalive_time")
+    interval = snapshot.value("net.ipv4.tcp_keepalive_intvl")
+    probes = snapshot.value("net.ipv4.tcp_keepalive_probes")
+    if isinstance(idle, int) and isinstance(interval, int) and isinstance(probes, int):
+        return idle + interval * probes
+    return None

@@ -1,0 +1,1 @@
+"""The built-in reference behind ``tcptune explain``: topic files and their loader."""

@@ -1,0 +1,73 @@
+"""Run one audit: inspect (twice with --interval), load the profile, run the advisor."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tcptune.advise import Evidence, advise, counter_rates
+from tcptune.exitcodes import ExitStatus, UsageError
+from tcptune.inspect.inspector import SocketSource, inspect
+from tcptune.inspect.procfs import ProcFS
+from tcptune.model.findings import Finding, exit_status
+from tcptune.model.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from tcptune.profiles import Profile
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """A snapshot, the profile it was compared with, and the findings."""
+
+    snapshot: Snapshot
+    profile: Profile | None
+    findings: tuple[Finding, ...]
+    interval: float | None
+
+    @property
+    def status(self) -> ExitStatus:
+        """Return the exit status the worst finding and completeness call for."""
+        return exit_status(self.findings, self.snapshot.complete)
+
+
+def run_audit(
+    procfs: ProcFS,
+    *,
+    source: SocketSource = SocketSource.AUTO,
+    profile: str | None = None,
+    profile_dirs: Sequence[Path] = (),
+    ignore: Sequence[str] = (),
+    interval: float | None = None,
+    netns_name: str | None = None,
+    owners: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
+) -> AuditResult:
+    """Inspect, compare with ``profile`` if given, and return the findings."""
+    loaded = None
+    if profile:
+        from tcptune.profiles import ProfileLocator  # only now: profiles need tomllib
+
+        loaded = ProfileLocator(profile_dirs).load(profile)
+    if interval is not None and not 0 < interval < math.inf:
+        raise UsageError("--interval must be a positive number of seconds")
+    rates = None
+    if interval is not None:
+        first = inspect(procfs, source=source, netns_name=netns_name)
+        started = time.monotonic()
+        sleep(interval)
+        snapshot = inspect(
+            procfs, source=source, details=True, socket_inodes=owners, netns_name=netns_name
+        )
+        elapsed = max(time.monotonic() - started, 1e-9)
+        rates = counter_rates(first.counters, snapshot.counters, elapsed)
+    else:
+        snapshot = inspect(
+            procfs, source=source, details=True, socket_inodes=owners, netns_name=netns_name
+        )
+    evidence = Evidence(snapshot, procfs, loaded, rates, interval, owners)
+    return AuditResult(snapshot, loaded, tuple(advise(evidence, ignore)), interval)
