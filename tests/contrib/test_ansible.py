@@ -34,7 +34,7 @@ from tests.lab import require_netns_capability, skip_or_fail
 
 pytestmark = pytest.mark.kernel
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PLAYBOOKS = REPO / "contrib" / "ansible"
 FIN = "net.ipv4.tcp_fin_timeout"
 KEEPALIVE = "net.ipv4.tcp_keepalive_time"

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from tcptune.cli import cli
 from tests.conftest import FIXTURES
 
-UNITS = Path(__file__).resolve().parent.parent / "contrib" / "systemd"
+UNITS = Path(__file__).resolve().parents[2] / "contrib" / "systemd"
 SERVICE = UNITS / "tcptune-metrics.service"
 TIMER = UNITS / "tcptune-metrics.timer"
 OUTPUT_DIR = "/var/lib/node_exporter/textfile_collector"
