@@ -1,12 +1,17 @@
 #!/bin/sh
 # Install the Debian tools the real-kernel tests and the benchmark call, if missing:
-# ip (iproute2), sysctl (procps), unshare/setpriv/nsenter (util-linux), netstat (net-tools).
+# ip (iproute2), sysctl (procps), unshare/setpriv/nsenter (util-linux), netstat (net-tools),
+# and the tools the contrib tests check artefacts with: promtool (prometheus: metrics,
+# alert rules, dashboard queries), tmux (the watch screen), chromium (the HTML report).
 set -eu
 missing=""
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
 command -v sysctl >/dev/null 2>&1 || missing="$missing procps"
 command -v setpriv >/dev/null 2>&1 || missing="$missing util-linux"
 command -v netstat >/dev/null 2>&1 || missing="$missing net-tools"
+command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
+command -v tmux >/dev/null 2>&1 || missing="$missing tmux"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 if [ -n "$missing" ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "install-deps: need root to install:$missing" >&2

@@ -85,6 +85,28 @@ class Evidence:
         inodes = [*details.close_wait_inodes, *(s.inode for s in details.listeners)]
         return socket_holders(self.procfs, inodes)
 
+    def close_wait_by_process(self) -> dict[str, int] | None:
+        """Return CLOSE_WAIT sockets per process name, each socket once per name; None if unknown.
+
+        A socket that forked workers share counts once for their common name,
+        so the values never add up to more than the sockets there are.
+        None when owners were not looked up (--no-owners) or details are missing.
+        """
+        details = self.details
+        if details is None or not self.owners:
+            return None
+        if not details.close_wait_inodes:
+            return {}  # nothing to attribute: no descriptor scan
+        holders = {inode: self._holders.get(inode, ()) for inode in details.close_wait_inodes}
+        pids = {pid for held in holders.values() for pid in held}
+        if not pids:
+            return {}
+        described = describe_processes(self.procfs, pids)
+        per_name: Counter[str] = Counter()
+        for held in holders.values():
+            per_name.update({described[pid].name for pid in held})
+        return dict(per_name)
+
     def owners_of(self, inodes_ports: Iterable[tuple[int, int]]) -> list[OwnerCount]:
         """Rank the processes holding these (inode, local port) sockets, most first."""
         per_pid: Counter[int] = Counter()

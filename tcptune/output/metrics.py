@@ -18,87 +18,55 @@ from tcptune.output.audit import audit_dict, audit_text
 # --------------------------------------------------------------------------- prometheus, check
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
 
     from prometheus_client.metrics_core import Metric
 
     from tcptune.run.audit import AuditResult
 
+    Series = tuple[list[str], float]  # label values and the sample value
+
 AUDIT_FORMATS = ("text", "json", "prometheus", "check")
 
 # Tcp (/proc/net/snmp) and TcpExt (/proc/net/netstat) counters exported as Prometheus
-# counters and Nagios perfdata: (table, kernel name, metric name without _total, help).
-# Meanings from the kernel's Documentation/networking/snmp_counter.rst and RFC 1213.
-EXPORTED_COUNTERS: tuple[tuple[str, str, str, str], ...] = (
-    ("Tcp", "ActiveOpens", "tcptune_tcp_active_opens", "Connections started by connect()"),
-    ("Tcp", "PassiveOpens", "tcptune_tcp_passive_opens", "Connections accepted on a listener"),
-    ("Tcp", "AttemptFails", "tcptune_tcp_attempt_fails", "Connection attempts that failed"),
-    ("Tcp", "EstabResets", "tcptune_tcp_estab_resets", "Resets from ESTABLISHED or CLOSE_WAIT"),
-    ("Tcp", "OutRsts", "tcptune_tcp_out_rsts", "Segments sent with the RST flag"),
-    ("Tcp", "RetransSegs", "tcptune_tcp_retrans_segs", "Segments retransmitted"),
-    (
-        "TcpExt",
-        "ListenOverflows",
-        "tcptune_tcpext_listen_overflows",
-        "Handshakes dropped because a listener's accept queue was full",
-    ),
-    (
-        "TcpExt",
-        "ListenDrops",
-        "tcptune_tcpext_listen_drops",
-        "SYNs dropped at a listener for any reason, overflows included",
-    ),
-    (
-        "TcpExt",
-        "TCPAbortOnData",
-        "tcptune_tcpext_abort_on_data",
-        "Resets: data arrived after close(), or close() with SO_LINGER 0",
-    ),
-    (
-        "TcpExt",
-        "TCPAbortOnClose",
-        "tcptune_tcpext_abort_on_close",
-        "Resets: close() with unread received data (RFC 2525 2.17)",
-    ),
-    (
-        "TcpExt",
-        "TCPAbortOnLinger",
-        "tcptune_tcpext_abort_on_linger",
-        "Resets: FIN_WAIT2 ended at once because TCP_LINGER2 is negative",
-    ),
+# counters (tcptune_tcp_mib_total{table,counter}) and Nagios perfdata: (table, kernel
+# name, meaning). Meanings from the kernel's Documentation/networking/snmp_counter.rst
+# and RFC 1213.
+EXPORTED_COUNTERS: tuple[tuple[str, str, str], ...] = (
+    ("Tcp", "ActiveOpens", "Connections started by connect()"),
+    ("Tcp", "PassiveOpens", "Connections accepted on a listener"),
+    ("Tcp", "AttemptFails", "Connection attempts that failed"),
+    ("Tcp", "EstabResets", "Resets from ESTABLISHED or CLOSE_WAIT"),
+    ("Tcp", "OutRsts", "Segments sent with the RST flag"),
+    ("Tcp", "RetransSegs", "Segments retransmitted"),
+    ("TcpExt", "ListenOverflows", "Handshakes dropped because a listener's accept queue was full"),
+    ("TcpExt", "ListenDrops", "SYNs dropped at a listener for any reason, overflows included"),
+    ("TcpExt", "TCPAbortOnData", "Resets: data arrived after close(), or close() with SO_LINGER 0"),
+    ("TcpExt", "TCPAbortOnClose", "Resets: close() with unread received data (RFC 2525 2.17)"),
+    ("TcpExt", "TCPAbortOnLinger", "Resets: FIN_WAIT2 ended at once because TCP_LINGER2 < 0"),
     (
         "TcpExt",
         "TCPAbortOnTimeout",
-        "tcptune_tcpext_abort_on_timeout",
         "Connections given up (no RST) when retransmission or keepalive timed out",
     ),
-    (
-        "TcpExt",
-        "TCPAbortOnMemory",
-        "tcptune_tcpext_abort_on_memory",
-        "Resets: too many orphans (tcp_max_orphans) or tcp_mem exhausted",
-    ),
+    ("TcpExt", "TCPAbortOnMemory", "Resets: too many orphans (tcp_max_orphans) or tcp_mem"),
     (
         "TcpExt",
         "TCPTimeWaitOverflow",
-        "tcptune_tcpext_time_wait_overflow",
         "Sockets that skipped TIME_WAIT because tcp_max_tw_buckets was reached",
     ),
-    ("TcpExt", "TW", "tcptune_tcpext_tw", "TIME_WAIT sockets that ended by their timer"),
-    ("TcpExt", "TWKilled", "tcptune_tcpext_tw_killed", "TIME_WAIT sockets ended early"),
-    (
-        "TcpExt",
-        "TWRecycled",
-        "tcptune_tcpext_tw_recycled",
-        "TIME_WAIT ports reused for a new connection (tcp_tw_reuse)",
-    ),
+    ("TcpExt", "TW", "TIME_WAIT sockets that ended by their timer"),
+    ("TcpExt", "TWKilled", "TIME_WAIT sockets ended early"),
+    ("TcpExt", "TWRecycled", "TIME_WAIT ports reused for a new connection (tcp_tw_reuse)"),
 )
-SOCKSTAT_HELP = {
-    "inuse": "sockets in use, every state but TIME_WAIT",
-    "orphan": "sockets no process holds any more (orphans, host-wide)",
-    "tw": "TIME_WAIT sockets and orphaned FIN_WAIT2 ones kept as timewait minisocks",
-    "alloc": "sockets allocated, orphans and closing ones included (host-wide)",
-}
+# The sockstat fields exported (mem is in pages, not sockets: left out rather than
+# guess a page size). /proc/net/sockstat, net/ipv4/proc.c sockstat_seq_show.
+SOCKSTAT_FIELDS = ("inuse", "orphan", "tw", "alloc")
+# Per-process series keep the TOP_PROCESSES process names with the most sockets; the
+# rest are summed into one series named OTHER_PROCESSES, so a host with thousands of
+# short-lived process names still exports at most TOP_PROCESSES + 1 series.
+TOP_PROCESSES = 10
+OTHER_PROCESSES = "other"
 
 
 def audit_output(result: AuditResult, output_format: str) -> str:
@@ -121,45 +89,50 @@ def _counter_value(snapshot: Snapshot, table: str) -> dict[str, int]:
     return dict(snapshot.counters.tcp if table == "Tcp" else snapshot.counters.tcp_ext)
 
 
-def _sysctl_families(snapshot: Snapshot) -> Iterator[Metric]:
-    """Yield one gauge per numeric sysctl; a port range is two series, bound low and high."""
-    import re
+def bounded_by_process(per_process: Mapping[str, int], top: int = TOP_PROCESSES) -> list[Series]:
+    """Return the ``top`` processes with the most, then the rest summed as OTHER_PROCESSES.
 
-    from prometheus_client.metrics_core import GaugeMetricFamily
-
-    from tcptune.model.sysctls import Unit
-
-    for name, reading in snapshot.sysctls.items():
-        if reading.status is not ReadStatus.OK:
-            continue
-        metric = "tcptune_sysctl_" + re.sub(r"[^a-zA-Z0-9_]", "_", name)
-        documentation = f"{name}: {reading.spec.summary}."
-        value = reading.value
-        if isinstance(value, tuple):
-            family = GaugeMetricFamily(metric, documentation, labels=["bound"])
-            family.add_metric(["low"], value[0])
-            family.add_metric(["high"], value[1])
-            yield family
-        elif isinstance(value, int):
-            suffix = "_seconds" if reading.spec.unit is Unit.SECONDS else ""
-            yield GaugeMetricFamily(metric + suffix, documentation, value=value)
+    Ties are broken by name so the series kept do not flap between runs. A
+    real process called like the rest's series is summed into it rather than
+    exported twice (a repeated series fails the whole textfile).
+    """
+    ranked = sorted(per_process.items(), key=lambda item: (-item[1], item[0]))
+    kept = [(name, count) for name, count in ranked[:top] if name != OTHER_PROCESSES]
+    if len(kept) < len(ranked):
+        kept.append((OTHER_PROCESSES, sum(per_process.values()) - sum(c for _n, c in kept)))
+    return [([_label_text(name)], float(count)) for name, count in kept]
 
 
-def audit_metric_families(result: AuditResult) -> Iterator[Metric]:
-    """Yield the audit as Prometheus metric families: names, types, help and labels."""
-    from prometheus_client.metrics_core import (
-        CounterMetricFamily,
-        GaugeMetricFamily,
-        InfoMetricFamily,
-    )
+def _label_text(text: str) -> str:
+    """Return ``text`` as valid UTF-8 (process names may hold any bytes but NUL)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _netns_label(snapshot: Snapshot) -> str:
+    """Return which network namespace the audit read, as the audit_info netns label."""
+    context = snapshot.context
+    if context.netns_name:
+        return context.netns_name  # --netns NAME or --pid PID, as the text report names it
+    if context.initial_netns:
+        return "initial"
+    if context.netns_inode:
+        return f"net:[{context.netns_inode}]"
+    return ""
+
+
+def _run_families(result: AuditResult) -> Iterator[Metric]:
+    """Yield what the run itself says: info, time, exit status, completeness, findings."""
+    from prometheus_client.metrics_core import GaugeMetricFamily, InfoMetricFamily
 
     snapshot = result.snapshot
     yield InfoMetricFamily(
         "tcptune_audit",
-        "The tcptune version, kernel release, profile and socket source of this audit.",
+        "The tcptune version, kernel release, network namespace, profile and socket "
+        "source of this audit.",
         value={
             "version": __version__,
             "kernel_release": snapshot.context.kernel_release or "",
+            "netns": _label_text(_netns_label(snapshot)),
             "profile": result.profile.name if result.profile else "",
             "source": snapshot.sockets.source if snapshot.sockets else "",
         },
@@ -198,9 +171,16 @@ def audit_metric_families(result: AuditResult) -> Iterator[Metric]:
             seen.add(labels)
             active.add_metric(list(labels), 1)
     yield active
+
+
+def _socket_families(result: AuditResult) -> Iterator[Metric]:
+    """Yield sockets by state and family, sockstat, CLOSE_WAIT per process, TIME_WAIT peaks."""
+    from prometheus_client.metrics_core import GaugeMetricFamily
+
+    snapshot = result.snapshot
     sockets = GaugeMetricFamily(
         "tcptune_sockets",
-        "TCP sockets by state and address family.",
+        "TCP sockets by state and address family (one sock_diag dump, or /proc/net/tcp{,6}).",
         labels=["state", "family"],
     )
     if snapshot.sockets is not None:
@@ -208,22 +188,64 @@ def audit_metric_families(result: AuditResult) -> Iterator[Metric]:
             sockets.add_metric([state.label.lower(), "ipv4"], snapshot.sockets.ipv4.get(state, 0))
             sockets.add_metric([state.label.lower(), "ipv6"], snapshot.sockets.ipv6.get(state, 0))
     yield sockets
+    sockstat = GaugeMetricFamily(
+        "tcptune_sockstat",
+        "/proc/net/sockstat{,6} by table and field: inuse (every state but TIME_WAIT, this "
+        "namespace), orphan (no process holds them, host-wide), tw (timewait minisockets: "
+        "TIME_WAIT and orphaned FIN_WAIT2, this namespace), alloc (host-wide).",
+        labels=["table", "field"],
+    )
     for table in ("TCP", "TCP6"):
         for key, value in snapshot.counters.sockstat.get(table, {}).items():
-            if key == "mem":  # in pages, not sockets: left out rather than guess a page size
-                continue
-            source = "/proc/net/sockstat6" if table == "TCP6" else "/proc/net/sockstat"
-            yield GaugeMetricFamily(
-                f"tcptune_sockstat_{table.lower()}_{key}",
-                f"{table} {key} in {source}: {SOCKSTAT_HELP.get(key, 'as the kernel reports it')}.",
-                value=value,
-            )
-    for table, name, metric, documentation in EXPORTED_COUNTERS:
-        counter = _counter_value(snapshot, table).get(name)
-        if counter is not None:
-            yield CounterMetricFamily(
-                metric, f"{documentation} ({table} {name}, since boot).", value=counter
-            )
+            if key in SOCKSTAT_FIELDS:
+                sockstat.add_metric([table, key], value)
+    yield sockstat
+    if result.close_wait_by_process is not None:
+        per_process = GaugeMetricFamily(
+            "tcptune_close_wait_sockets",
+            f"CLOSE_WAIT sockets per holding process name: the top {TOP_PROCESSES}, the "
+            f'rest summed as process="{OTHER_PROCESSES}" (a socket shared by forked '
+            "workers counts once per name).",
+            labels=["process"],
+        )
+        for labels, count in bounded_by_process(result.close_wait_by_process):
+            per_process.add_metric(labels, count)
+        yield per_process
+    details = snapshot.sockets.details if snapshot.sockets else None
+    if details is not None:
+        yield GaugeMetricFamily(
+            "tcptune_time_wait_busiest_destination_sockets",
+            "TIME_WAIT sockets to the busiest remote address and port: each holds one "
+            "port of ip_local_port_range for connections to that destination.",
+            value=max(details.time_wait_by_remote.values(), default=0),
+        )
+
+
+def _setting_families(snapshot: Snapshot) -> Iterator[Metric]:
+    """Yield every numeric sysctl under one gauge by key, port ranges as bounds."""
+    from prometheus_client.metrics_core import GaugeMetricFamily
+
+    values = GaugeMetricFamily(
+        "tcptune_sysctl_value",
+        "A numeric TCP sysctl as /proc/sys shows it (time keys in seconds); "
+        "`tcptune explain KEY` says what it does.",
+        labels=["key"],
+    )
+    ranges = GaugeMetricFamily(
+        "tcptune_sysctl_range",
+        "A sysctl holding a range (ip_local_port_range): its low and high bound.",
+        labels=["key", "bound"],
+    )
+    for name, reading in snapshot.sysctls.items():
+        if reading.status is not ReadStatus.OK:
+            continue
+        if isinstance(reading.value, tuple):
+            ranges.add_metric([name, "low"], reading.value[0])
+            ranges.add_metric([name, "high"], reading.value[1])
+        elif isinstance(reading.value, int):
+            values.add_metric([name], reading.value)
+    yield values
+    yield ranges
     detection = keepalive_detection_seconds(snapshot)
     if detection is not None:
         yield GaugeMetricFamily(
@@ -231,7 +253,31 @@ def audit_metric_families(result: AuditResult) -> Iterator[Metric]:
             "How long SO_KEEPALIVE takes to notice a dead peer: time + intvl × probes.",
             value=detection,
         )
-    yield from _sysctl_families(snapshot)
+
+
+def _counter_families(snapshot: Snapshot) -> Iterator[Metric]:
+    """Yield the exported Tcp and TcpExt counters under one counter by table and name."""
+    from prometheus_client.metrics_core import CounterMetricFamily
+
+    counters = CounterMetricFamily(
+        "tcptune_tcp_mib",
+        "Tcp (/proc/net/snmp) and TcpExt (/proc/net/netstat) counters since boot, by "
+        "table and kernel name (Documentation/networking/snmp_counter.rst).",
+        labels=["table", "counter"],
+    )
+    for table, name, _meaning in EXPORTED_COUNTERS:
+        value = _counter_value(snapshot, table).get(name)
+        if value is not None:
+            counters.add_metric([table, name], value)
+    yield counters
+
+
+def audit_metric_families(result: AuditResult) -> Iterator[Metric]:
+    """Yield the audit as Prometheus metric families: names, types, help and labels."""
+    yield from _run_families(result)
+    yield from _socket_families(result)
+    yield from _setting_families(result.snapshot)
+    yield from _counter_families(result.snapshot)
 
 
 class AuditCollector:
@@ -272,7 +318,7 @@ def check_perfdata(snapshot: Snapshot) -> str:
     detection = keepalive_detection_seconds(snapshot)
     if detection is not None:
         items.append(f"keepalive_detection={detection}s")
-    for table, name, _metric, _help in EXPORTED_COUNTERS:
+    for table, name, _meaning in EXPORTED_COUNTERS:
         value = _counter_value(snapshot, table).get(name)
         if value is not None:
             items.append(f"{name}={value}c")

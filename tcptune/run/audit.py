@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +28,8 @@ class AuditResult:
     profile: Profile | None
     findings: tuple[Finding, ...]
     interval: float | None
+    # CLOSE_WAIT sockets per process name; None when owners were not looked up
+    close_wait_by_process: Mapping[str, int] | None = None
 
     @property
     def status(self) -> ExitStatus:
@@ -70,4 +72,5 @@ def run_audit(
             procfs, source=source, details=True, socket_inodes=owners, netns_name=netns_name
         )
     evidence = Evidence(snapshot, procfs, loaded, rates, interval, owners)
-    return AuditResult(snapshot, loaded, tuple(advise(evidence, ignore)), interval)
+    findings = tuple(advise(evidence, ignore))
+    return AuditResult(snapshot, loaded, findings, interval, evidence.close_wait_by_process())

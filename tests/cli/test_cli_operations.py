@@ -73,29 +73,33 @@ def test_prometheus_output_matches_real_sockets_and_counters(lab: SocketLab) -> 
         "time_wait/ipv6": 2,
     }
     netstat, snmp = read_netstat(name="netstat"), read_netstat(name="snmp")
-    assert metrics["tcptune_tcpext_abort_on_data_total"][()] == 3
-    assert metrics["tcptune_tcpext_abort_on_data_total"][()] == netstat["TcpExt"]["TCPAbortOnData"]
-    assert metrics["tcptune_tcp_active_opens_total"][()] == snmp["Tcp"]["ActiveOpens"]
-    assert metrics["tcptune_tcpext_listen_overflows_total"][()] == 0
+    mib = {dict(k)["counter"]: v for k, v in metrics["tcptune_tcp_mib_total"].items()}
+    assert mib["TCPAbortOnData"] == 3 == netstat["TcpExt"]["TCPAbortOnData"]
+    assert mib["ActiveOpens"] == snmp["Tcp"]["ActiveOpens"]
+    assert mib["ListenOverflows"] == 0
     # sockstat's tw also counts the orphaned FIN_WAIT2 ends, kept as timewait minisocks
     # (net/ipv4/tcp.c __tcp_close with tcp_fin_timeout <= 60 s): 2 + 3.
-    assert metrics["tcptune_sockstat_tcp_tw"][()] == 5
+    assert metrics["tcptune_sockstat"][(("field", "tw"), ("table", "TCP"))] == 5
     types = _types(out)
-    assert types["tcptune_tcp_active_opens"] == "counter"
+    assert types["tcptune_tcp_mib"] == "counter"
     assert types["tcptune_sockets"] == "gauge"
-    # Settings: base units, a port range as two series, each equal to /proc/sys here.
-    fin = metrics["tcptune_sysctl_net_ipv4_tcp_fin_timeout_seconds"][()]
-    assert fin == int(_sysctl("net.ipv4.tcp_fin_timeout"))
+    # Settings: one gauge by key, in /proc/sys units; a port range as two bounds.
+    settings = {dict(k)["key"]: v for k, v in metrics["tcptune_sysctl_value"].items()}
+    assert settings["net.ipv4.tcp_fin_timeout"] == int(_sysctl("net.ipv4.tcp_fin_timeout"))
     low, high = map(int, _sysctl("net.ipv4.ip_local_port_range").split())
-    assert metrics["tcptune_sysctl_net_ipv4_ip_local_port_range"] == {
-        (("bound", "low"),): low,
-        (("bound", "high"),): high,
+    assert metrics["tcptune_sysctl_range"] == {
+        (("bound", "low"), ("key", "net.ipv4.ip_local_port_range")): low,
+        (("bound", "high"), ("key", "net.ipv4.ip_local_port_range")): high,
     }
-    assert "tcptune_sysctl_net_ipv4_ip_local_reserved_ports" not in metrics  # not a number
+    assert "net.ipv4.ip_local_reserved_ports" not in settings  # not a number
     keepalive = int(_sysctl("net.ipv4.tcp_keepalive_time")) + int(
         _sysctl("net.ipv4.tcp_keepalive_intvl")
     ) * int(_sysctl("net.ipv4.tcp_keepalive_probes"))
     assert metrics["tcptune_keepalive_detection_seconds"][()] == keepalive
+    # The 3 CLOSE_WAIT sockets are this test process's; 2 TIME_WAIT go to one destination.
+    (holder,) = metrics["tcptune_close_wait_sockets"].items()
+    assert holder[1] == 3
+    assert metrics["tcptune_time_wait_busiest_destination_sockets"][()] == 2
     # The run itself: complete, its exit status, its time.
     assert metrics["tcptune_inspection_complete"][()] == 1
     assert metrics["tcptune_audit_exit_status"][()] == code
@@ -124,7 +128,9 @@ def test_prometheus_from_a_fixture_is_valid_and_marks_incomplete_inspections() -
     metrics = _metrics(out)
     assert metrics["tcptune_inspection_complete"][()] == 0
     assert metrics["tcptune_audit_exit_status"][()] == 3
-    assert "tcptune_sysctl_net_ipv4_tcp_fin_timeout_seconds" not in metrics  # unreadable: no series
+    keys = {dict(k)["key"] for k in metrics["tcptune_sysctl_value"]}
+    assert "net.ipv4.tcp_fin_timeout" not in keys  # unreadable: no series
+    assert "tcptune_sysctl_range" not in metrics  # the broken port range: no series either
     info = dict(next(iter(metrics["tcptune_audit_info"])))
     assert info["source"] == "procfs" and info["profile"] == ""
 

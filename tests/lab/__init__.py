@@ -24,6 +24,7 @@ from .sockets import (
     read_netstat,
     read_tcp_table,
 )
+from .tools import promtool, require_tool
 
 __all__ = [
     "PROC_NET",
@@ -36,9 +37,11 @@ __all__ = [
     "current_netns",
     "fresh_netns",
     "kernel_lab",
+    "promtool",
     "read_netstat",
     "read_tcp_table",
     "require_netns_capability",
+    "require_tool",
     "skip_or_fail",
 ]
 
