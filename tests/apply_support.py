@@ -12,7 +12,7 @@ from tcptune.apply.statestore import StateStore
 from tcptune.apply.sysctld import SearchPath
 from tcptune.inspect.invoker import Identity
 from tcptune.inspect.procfs import ProcFS
-from tcptune.model.snapshot import SysctlValue
+from tcptune.model.values import SysctlValue
 from tcptune.profiles import Profile, ProfileSource, Target, validate
 
 ROOT = Identity(uid=0, euid=0, user="root", sudo_user="alice")

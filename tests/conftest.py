@@ -1,14 +1,25 @@
-"""Shared test fixtures: paths to committed procfs trees, resolved from this file."""
+"""Shared test fixtures: committed procfs trees, throwaway namespaces, the CLI in-process."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from hypothesis import settings
 
 from tcptune.inspect.procfs import ProcFS
-from tests.lab import SocketLab, kernel_lab
+from tests.lab import (
+    SocketLab,
+    current_netns,
+    fresh_netns,
+    kernel_lab,
+    require_netns_capability,
+    skip_or_fail,
+)
+
+CliRun = Callable[..., tuple[int, str, str]]
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -36,3 +47,46 @@ def lab() -> Iterator[SocketLab]:
     """Provide a SocketLab inside a fresh network namespace (fails in CI if impossible)."""
     with kernel_lab() as the_lab:
         yield the_lab
+
+
+# Property tests: no example database in the checkout, no per-example deadline
+# (a loaded CI machine is slow, and speed is measured in bench/, not here).
+settings.register_profile("tcptune", database=None, deadline=None, max_examples=100)
+settings.load_profile("tcptune")
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """Run the test in a brand-new network namespace (kernel defaults), then leave it."""
+    reason = require_netns_capability()
+    if reason is not None:
+        skip_or_fail(reason)
+    host = current_netns()
+    with fresh_netns() as inside:
+        assert inside != host
+        yield inside
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    """Run the tcptune CLI in-process: exit status, stdout and stderr kept apart."""
+    from tcptune.cli import cli
+
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def cli() -> CliRun:
+    """Return :func:`invoke`: ``code, out, err = cli("audit", "--json")``."""
+    return invoke
+
+
+# Fixtures that put a test into a throwaway namespace or the real kernel's lab.
+KERNEL_FIXTURES = frozenset({"netns", "lab", "ip_netns"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a namespace fixture `kernel`, whether or not it says so."""
+    for item in items:
+        if KERNEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.kernel)

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 from tcptune.inspect.owners import Owner, describe_processes, socket_holders
 from tcptune.inspect.procfs import ProcFS
 from tcptune.model.findings import Finding, Severity
-from tcptune.model.snapshot import Snapshot, SocketDetails, SysctlValue
+from tcptune.model.snapshot import Snapshot, SocketDetails
 from tcptune.model.tcpstates import TcpState
+from tcptune.model.values import SysctlValue
 
 if TYPE_CHECKING:  # profiles (and tomllib) load only when a profile is asked for
     from tcptune.profiles import Profile

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from tcptune.advise.base import Evidence, FindingDoc, finding
 from tcptune.model.findings import Finding, Severity
 from tcptune.model.ports import contains, format_port_list, merge_spans, parse_port_list
-from tcptune.model.snapshot import ReadStatus, SysctlValue
+from tcptune.model.snapshot import ReadStatus
 from tcptune.model.sysctls import KNOWN_SYSCTLS, Scope
 from tcptune.model.units import show_value
+from tcptune.model.values import SysctlValue, parse
 
 PROFILE_MISMATCH = FindingDoc(
     "profile-mismatch",
@@ -107,8 +108,8 @@ def check_profile(ev: Evidence) -> Iterator[Finding]:
         if reading is None:  # a key outside the catalogue: read it directly
             path = ev.procfs.sysctl_path(name)
             try:
-                current: SysctlValue | None = path.read_text().strip()
-            except OSError:
+                current: SysctlValue | None = parse(target.unit, path.read_text())
+            except (OSError, ValueError):
                 current = None
             status = ReadStatus.OK if current is not None else ReadStatus.ABSENT
         else:
@@ -128,10 +129,7 @@ def check_profile(ev: Evidence) -> Iterator[Finding]:
                 subject=name,
             )
             continue
-        compare = current
-        if isinstance(current, str) and isinstance(target.value, int) and current.isdigit():
-            compare = int(current)
-        if target.satisfied_by(compare):
+        if target.satisfied_by(current):
             continue
         shown = (
             show_value(current, spec.unit, spec.modes)

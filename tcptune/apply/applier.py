@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tcptune.apply import sysctld
-from tcptune.apply.plan import Plan, build_plan, same_sysctl_text
+from tcptune.apply.plan import Plan, build_plan
 from tcptune.apply.statestore import (
     ApplyRecord,
     Change,
@@ -39,6 +39,7 @@ from tcptune.inspect.inspector import PROC_NET_INIT_INO, read_context
 from tcptune.inspect.invoker import Identity
 from tcptune.inspect.nsidentity import NamespaceIdentity, current_namespace, namespace_difference
 from tcptune.inspect.procfs import ProcFS, describe_os_error
+from tcptune.model.values import same_text, unit_of
 from tcptune.profiles import Profile
 
 DEFAULT_LOCK_TIMEOUT = 5.0
@@ -185,13 +186,18 @@ def _restore(done: Sequence[Change], writer: SysctlWriter) -> list[str]:
     failed = []
     for change in reversed(done):
         try:
-            if not same_sysctl_text(change.name, writer.read(change.name), change.before):
+            if not _same(change.name, writer.read(change.name), change.before):
                 writer.write(change.name, change.before)
-                if not same_sysctl_text(change.name, writer.read(change.name), change.before):
+                if not _same(change.name, writer.read(change.name), change.before):
                     failed.append(f"{change.name} (reads back wrong)")
         except Exception as exc:  # keep restoring the others whatever one of them raises
             failed.append(f"{change.name} ({_describe(exc)[0]})")
     return failed
+
+
+def _same(name: str, a: str, b: str) -> bool:
+    """Return whether two texts of sysctl ``name`` are one value (model/values.py decides)."""
+    return same_text(unit_of(name), a, b)
 
 
 def write_all(
@@ -219,7 +225,7 @@ def write_all(
                 _restore([*done, change], writer),  # the failed write may have landed
             ) from exc
         done.append(change)
-        if not same_sysctl_text(change.name, readback, change.after):
+        if not _same(change.name, readback, change.after):
             raise WriteAborted(
                 f"{change.name} reads back {_shown(readback)!r} after writing "
                 f"{_shown(change.after)}",
@@ -459,9 +465,9 @@ def _rollback_changes(record: ApplyRecord, writer: SysctlWriter) -> tuple[list[C
             raise UnavailableError(
                 f"cannot read {change.name}: {_describe(exc)[0]}; nothing was changed"
             ) from exc
-        if same_sysctl_text(change.name, live, change.before):
+        if _same(change.name, live, change.before):
             continue
-        if not same_sysctl_text(change.name, live, change.after):
+        if not _same(change.name, live, change.after):
             notes.append(
                 f"{change.name} was changed after apply #{record.id} (now {_shown(live)}, "
                 f"tcptune set {_shown(change.after)}); restoring {_shown(change.before)}"

@@ -10,10 +10,11 @@ import enum
 from dataclasses import dataclass, replace
 
 from tcptune.exitcodes import BadInputError, ExitStatus, TcptuneError, UnavailableError
-from tcptune.inspect.inspector import parse_sysctl, read_context, read_sysctl
+from tcptune.inspect.inspector import read_context, read_sysctl
 from tcptune.inspect.procfs import ProcFS
-from tcptune.model.snapshot import Context, ReadStatus, SysctlValue
-from tcptune.model.sysctls import KNOWN_SYSCTLS, Scope, SysctlSpec, Unit
+from tcptune.model.snapshot import Context, ReadStatus
+from tcptune.model.sysctls import KNOWN_SYSCTLS, SysctlSpec
+from tcptune.model.values import SysctlValue, format_value, spec_for
 from tcptune.profiles import Profile, Target
 
 PORT_RANGE = "net.ipv4.ip_local_port_range"
@@ -49,7 +50,7 @@ class PlanItem:
     def write_text(self) -> str:
         """Return the text to write for the desired value."""
         assert self.desired is not None, f"{self.name}: no value to write"
-        return value_text(self.desired)
+        return format_value(self.desired)
 
 
 @dataclass(frozen=True)
@@ -82,71 +83,8 @@ class Plan:
         return UnavailableError(message)
 
 
-def value_text(value: SysctlValue) -> str:
-    """Return a value as /proc/sys takes it: '15', '32768 60999' or a port list."""
-    if isinstance(value, tuple):
-        return f"{value[0]} {value[1]}"
-    return str(value)
-
-
-def _port_spans(text: str) -> tuple[tuple[int, int], ...] | str:
-    """Return a port list as sorted, merged spans (the kernel prints it that way)."""
-    spans = []
-    for part in text.replace(" ", "").split(","):
-        if not part:
-            continue
-        low, _, high = part.partition("-")
-        if not low.isdigit() or not (high or low).isdigit():
-            return text
-        spans.append((int(low), int(high or low)))
-    merged: list[tuple[int, int]] = []
-    for first, last in sorted(spans):
-        if merged and first <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(last, merged[-1][1]))
-        else:
-            merged.append((first, last))
-    return tuple(merged)
-
-
-def same_sysctl_text(name: str, a: str, b: str) -> bool:
-    """Return whether two texts are the same value of sysctl ``name``."""
-    spec = KNOWN_SYSCTLS.get(name)
-    if spec is not None and spec.unit is Unit.PORT_LIST:
-        return _port_spans(a.strip()) == _port_spans(b.strip())
-    return a.split() == b.split()
-
-
-def _spec_for(target: Target) -> SysctlSpec:
-    known = KNOWN_SYSCTLS.get(target.name)
-    if known is not None:
-        return known
-    # Outside the catalogue: read it as the profile's value type (text for strings).
-    if isinstance(target.value, tuple):
-        unit = Unit.PORT_RANGE
-    elif isinstance(target.value, str):
-        unit = Unit.PORT_LIST
-    else:
-        unit = Unit.COUNT
-    return SysctlSpec(target.name, unit, Scope.NETNS, "not in tcptune's catalogue")
-
-
-def _satisfied(target: Target, current: SysctlValue | None) -> bool:
-    if isinstance(target.value, str) and isinstance(current, str):
-        return same_sysctl_text(target.name, target.value, current)
-    return target.satisfied_by(current)
-
-
-def text_satisfies(target: Target, text: str) -> bool:
-    """Return whether sysctl text (e.g. from a boot-time file) meets ``target``."""
-    try:
-        value = parse_sysctl(_spec_for(target), text)
-    except ValueError:
-        return False
-    return _satisfied(target, value)
-
-
 def _item(target: Target, procfs: ProcFS, initial_netns: bool | None) -> PlanItem:
-    spec = _spec_for(target)
+    spec = spec_for(target.name, target.value)
     base = PlanItem(
         target.name,
         Action.BLOCKED,
@@ -170,14 +108,14 @@ def _item(target: Target, procfs: ProcFS, initial_netns: bool | None) -> PlanIte
     if reading.status is not ReadStatus.OK:
         return replace(base, reason=reading.reason, blocked_status=ExitStatus.UNAVAILABLE)
     current = reading.value
-    action = Action.KEEP if _satisfied(target, current) else Action.CHANGE
+    action = Action.KEEP if target.satisfied_by(current) else Action.CHANGE
     desired = target.desired(current)
-    if action is Action.CHANGE and desired is not None and not writable_text(value_text(desired)):
+    if action is Action.CHANGE and desired is not None and not writable_text(format_value(desired)):
         return replace(
             base,
             current=current,
             current_text=reading.raw,
-            reason=f"the value {value_text(desired)!a} is not printable ASCII text, "
+            reason=f"the value {format_value(desired)!a} is not printable ASCII text, "
             "which is all /proc/sys takes: the kernel would reject it",
             blocked_status=ExitStatus.BAD_INPUT,
         )

@@ -23,6 +23,7 @@ from pathlib import Path
 from tcptune.apply.atomicfile import atomic_write, remove_durably
 from tcptune.exitcodes import UsageError
 from tcptune.inspect.procfs import describe_os_error
+from tcptune.model.values import same_text, unit_of
 
 DROPIN_NAME = "90-tcptune.conf"
 MARKER = "# tcptune-managed"
@@ -81,6 +82,11 @@ def key_to_path(key: str) -> str:
 def name_to_path(name: str) -> str:
     """Return the /proc/sys-relative path of a dotted tcptune sysctl name."""
     return name.replace(".", "/")
+
+
+def path_to_name(path: str) -> str:
+    """Return the dotted name of a /proc/sys-relative path (the inverse of name_to_path)."""
+    return path.replace("/", ".")
 
 
 def parse_conf(text: str, file: Path) -> list[BootSetting]:
@@ -160,10 +166,6 @@ def boot_settings(
 def winning_settings(settings: Sequence[BootSetting]) -> dict[str, BootSetting]:
     """Return, per /proc/sys path, the setting applied last (the one in effect after boot)."""
     return {setting.path: setting for setting in settings}
-
-
-def _same(a: str, b: str) -> bool:
-    return a.split() == b.split()
 
 
 # --------------------------------------------------------------------------- the drop-in
@@ -273,7 +275,11 @@ def boot_warnings(search: SearchPath, dropin: Path, text: str) -> tuple[str, ...
     warnings = [f"cannot check boot order: {problem}" for problem in problems]
     for ours in parse_conf(text, dropin):
         winner = winners.get(ours.path)
-        if winner is not None and winner.file != dropin and not _same(winner.value, ours.value):
+        if (
+            winner is not None
+            and winner.file != dropin
+            and not same_text(unit_of(path_to_name(ours.path)), winner.value, ours.value)
+        ):
             warnings.append(
                 f"{ours.key}: {winner.where()} sets {winner.value!r}, which overrides "
                 f"{ours.value!r} at boot ({winner.file.name} is applied after {dropin.name})"

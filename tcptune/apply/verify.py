@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tcptune.apply.plan import Action, Plan, PlanItem, build_plan, text_satisfies
+from tcptune.apply.plan import Action, Plan, PlanItem, build_plan
 from tcptune.apply.sysctld import (
     BootSetting,
     SearchPath,
@@ -15,7 +15,8 @@ from tcptune.apply.sysctld import (
 )
 from tcptune.exitcodes import ExitStatus
 from tcptune.inspect.procfs import ProcFS
-from tcptune.profiles import Profile
+from tcptune.model.values import text_meets
+from tcptune.profiles import Profile, Target
 
 
 @dataclass(frozen=True)
@@ -50,5 +51,10 @@ def verify_profile(
         for name in profile.targets
         if name_to_path(name) in winners
     }
-    agrees = {name: text_satisfies(profile.targets[name], s.value) for name, s in boot.items()}
+    agrees = {name: _boot_meets(profile.targets[name], s.value) for name, s in boot.items()}
     return VerifyReport(plan, boot, agrees, tuple(problems))
+
+
+def _boot_meets(target: Target, text: str) -> bool:
+    """Return whether a boot-time file's text for a key meets ``target``."""
+    return text_meets(target.unit, text, target.value, target.minimum, target.maximum)

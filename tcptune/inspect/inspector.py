@@ -14,7 +14,6 @@ from tcptune.inspect.procfs import ProcFS, ProcReadError, describe_os_error
 from tcptune.inspect.proctcp import read_proc_tcp
 from tcptune.inspect.sockdetails import DetailsBuilder
 from tcptune.inspect.sockdiag import SockDiagError, decode_key, dump_counts
-from tcptune.model.ports import MAX_PORT, parse_port_list
 from tcptune.model.snapshot import (
     Context,
     Problem,
@@ -22,10 +21,10 @@ from tcptune.model.snapshot import (
     Snapshot,
     SocketCounts,
     SysctlReading,
-    SysctlValue,
 )
-from tcptune.model.sysctls import AUXILIARY_SYSCTLS, KNOWN_SYSCTLS, Scope, SysctlSpec, Unit
+from tcptune.model.sysctls import AUXILIARY_SYSCTLS, KNOWN_SYSCTLS, Scope, SysctlSpec
 from tcptune.model.tcpstates import TcpState
+from tcptune.model.values import SysctlValue, parse
 
 LIVE_PROC = Path("/proc")
 NetlinkFactory = Callable[[], socket.socket]  # opens a NETLINK_SOCK_DIAG socket (injectable)
@@ -43,25 +42,6 @@ class SocketSource(enum.Enum):
     AUTO = "auto"  # netlink on the live /proc, else the procfs tables
     NETLINK = "netlink"
     PROCFS = "procfs"
-
-
-def parse_sysctl(spec: SysctlSpec, raw: str) -> SysctlValue:
-    """Return the typed value of a sysctl's text, raising ValueError if malformed."""
-    text = raw.strip()
-    if spec.unit is Unit.PORT_LIST:
-        parse_port_list(text)  # raises ValueError naming the bad part
-        return text
-    parts = text.split()
-    expected = 2 if spec.unit is Unit.PORT_RANGE else 1
-    if len(parts) != expected or not all(part.lstrip("-").isdigit() for part in parts):
-        wanted = "two integers" if expected == 2 else "an integer"
-        raise ValueError(f"expected {wanted}, got {text!r}")
-    numbers = [int(part) for part in parts]
-    if expected == 2:
-        if not 0 < numbers[0] <= numbers[1] <= MAX_PORT:
-            raise ValueError(f"not a port range: {text!r}")
-        return (numbers[0], numbers[1])
-    return numbers[0]
 
 
 def read_sysctl(procfs: ProcFS, spec: SysctlSpec, initial_netns: bool | None) -> SysctlReading:
@@ -86,7 +66,7 @@ def read_sysctl(procfs: ProcFS, spec: SysctlSpec, initial_netns: bool | None) ->
             spec, ReadStatus.UNREADABLE, reason=f"{path}: {describe_os_error(exc)}"
         )
     try:
-        value = parse_sysctl(spec, raw)
+        value = parse(spec.unit, raw)
     except ValueError as exc:
         return SysctlReading(
             spec, ReadStatus.UNREADABLE, raw=raw.strip(), reason=f"{path}: unexpected value: {exc}"
@@ -249,4 +229,4 @@ def inspect(
     )
 
 
-__all__ = ["SocketSource", "inspect", "parse_sysctl", "read_sysctl"]
+__all__ = ["SocketSource", "inspect", "read_sysctl"]

@@ -1,29 +1,45 @@
 """Port lists as net.ipv4.ip_local_reserved_ports writes them: "8080,9000-9010".
 
 Parsed into sorted, merged spans so membership and merging cost nothing
-however wide a range is (ip-sysctl.rst: ip_local_reserved_ports).
+however wide a range is (ip-sysctl.rst: ip_local_reserved_ports). This is the
+only port-list parser: the value model, the profile validator and the
+advisor all go through :func:`parse_port_list`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 Span = tuple[int, int]
 MAX_PORT = 65535
+# ASCII digits only: str.isdigit() also accepts "٨٠", which int() reads as 80.
+_ITEM = re.compile(r"([0-9]+)(?:-([0-9]+))?")
+
+
+def _port(digits: str) -> int:
+    """Return a port number, refusing one above MAX_PORT without converting huge digit runs."""
+    significant = digits.lstrip("0")
+    if len(significant) > len(str(MAX_PORT)) or int(digits) > MAX_PORT:
+        shown = digits if len(digits) <= 12 else f"{digits[:12]}…"
+        raise ValueError(f"port {shown} is above {MAX_PORT}")
+    return int(digits)
 
 
 def parse_port_list(text: str) -> tuple[Span, ...]:
-    """Return the merged spans of a port list, raising ValueError if it is malformed."""
+    """Return the merged spans of a port list ('' is the empty list), or raise ValueError."""
+    stripped = text.strip()
+    if not stripped:
+        return ()
     spans: list[Span] = []
-    for part in text.strip().split(","):
-        if not part and text.strip() == "":
-            continue
-        low_text, dash, high_text = part.partition("-")
-        if not low_text.isdigit() or (dash and not high_text.isdigit()):
+    for part in stripped.split(","):
+        match = _ITEM.fullmatch(part)
+        if match is None:
             raise ValueError(f"not a port or port range: {part!r}")
-        low, high = int(low_text), int(high_text) if dash else int(low_text)
-        if high > MAX_PORT or low > high:
-            raise ValueError(f"not a port range within 0-{MAX_PORT}: {part!r}")
+        low = _port(match[1])
+        high = low if match[2] is None else _port(match[2])
+        if low > high:
+            raise ValueError(f"port range {part}: {low} is above {high}")
         spans.append((low, high))
     return merge_spans(spans)
 

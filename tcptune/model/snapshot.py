@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 
 from tcptune.model.sysctls import SysctlSpec
 from tcptune.model.tcpstates import TcpState
-
-SysctlValue = int | tuple[int, int] | str
+from tcptune.model.values import SysctlValue
 
 
 class ReadStatus(enum.Enum):

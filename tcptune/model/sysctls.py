@@ -23,6 +23,7 @@ class Unit(enum.Enum):
     MODE = "mode"  # a small enumerated integer, e.g. tcp_tw_reuse 0/1/2
     PORT_RANGE = "port range"  # two integers, "low high"
     PORT_LIST = "port list"  # comma-separated ports and ranges, may be empty
+    TEXT = "text"  # words, e.g. a congestion control name (keys outside the catalogue)
 
 
 class Scope(enum.Enum):

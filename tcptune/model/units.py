@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tcptune.model.snapshot import SysctlValue
 from tcptune.model.sysctls import Unit
+from tcptune.model.values import SysctlValue
 
 _STEPS = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
 

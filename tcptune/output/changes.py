@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from tcptune import __version__
 from tcptune.model.units import show_value
+from tcptune.model.values import format_value
 from tcptune.output.common import JSON_SCHEMA_VERSION, WIDTH, indent, iso_time, short_name, table
 
 # --------------------------------------------------------------------------- apply, rollback,
@@ -18,7 +19,8 @@ if TYPE_CHECKING:
     from tcptune.apply.statestore import Change, HistoryEntry, HistoryLog
     from tcptune.apply.sysctld import DropinPlan
     from tcptune.apply.verify import VerifyReport
-    from tcptune.model.snapshot import Context, SysctlValue
+    from tcptune.model.snapshot import Context
+    from tcptune.model.values import SysctlValue
 
 
 def _wrapped(text: str, first: str, rest: str | None = None) -> list[str]:
@@ -74,13 +76,11 @@ def _where_line(context: Context) -> str:
 
 
 def _value_shown(item: PlanItem, value: SysctlValue | None) -> str:
-    from tcptune.apply.plan import value_text
-
     if value is None:
         return "?"
     if item.spec is not None:
         return show_value(value, item.spec.unit, item.spec.modes)
-    return value_text(value) or '""'
+    return format_value(value) or '""'
 
 
 def _plan_sections(plan: Plan, changed_title: str) -> list[str]:

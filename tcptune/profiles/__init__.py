@@ -20,13 +20,12 @@ if TYPE_CHECKING:  # importlib.resources costs ~10 ms; load it only when listing
 
 from tcptune.exitcodes import BadInputError, UnavailableError
 from tcptune.inspect.procfs import is_valid_sysctl_name
-from tcptune.model.ports import MAX_PORT
-from tcptune.model.snapshot import SysctlValue
+from tcptune.model.ports import parse_port_list
 from tcptune.model.sysctls import KNOWN_SYSCTLS, Unit
+from tcptune.model.values import SysctlValue, format_value, meets, unit_of
 
 SCHEMA_VERSION = 1
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_PORT_LIST = re.compile(r"([0-9]+(-[0-9]+)?)(,[0-9]+(-[0-9]+)?)*")  # ASCII digits only
 BYTE_ORDER_MARK = "\ufeff"  # some editors start a UTF-8 file with it; TOML does not allow it
 _TOP_FIELDS = {"schema", "name", "summary", "description", "extends", "references", "sysctl"}
 _TARGET_FIELDS = {"value", "min", "max", "why", "risk", "optional", "references"}
@@ -46,17 +45,14 @@ class Target:
     references: tuple[str, ...]
     defined_in: str  # the profile that set it (inheritance)
 
+    @property
+    def unit(self) -> Unit:
+        """Return the unit the value is read and compared in (model/values.py)."""
+        return unit_of(self.name, self.value)
+
     def satisfied_by(self, current: SysctlValue | None) -> bool:
-        """Return whether ``current`` meets this target."""
-        if current is None:
-            return False
-        if self.value is not None:
-            return current == self.value
-        if not isinstance(current, int):
-            return False
-        low_ok = self.minimum is None or current >= self.minimum
-        high_ok = self.maximum is None or current <= self.maximum
-        return low_ok and high_ok
+        """Return whether ``current`` meets this target (the one rule: values.meets)."""
+        return meets(self.unit, current, self.value, self.minimum, self.maximum)
 
     def desired(self, current: SysctlValue | None) -> SysctlValue:
         """Return the value to write: the exact value, or the bound ``current`` misses."""
@@ -72,9 +68,7 @@ class Target:
     def describe(self) -> str:
         """Return the target as text: '600', '≥ 4096', '≤ 60' or '1024 ≤ x ≤ 65535'."""
         if self.value is not None:
-            if isinstance(self.value, tuple):
-                return f"{self.value[0]} {self.value[1]}"
-            return str(self.value) if self.value != "" else '""'
+            return format_value(self.value) if self.value != "" else '""'
         if self.minimum is not None and self.maximum is not None:
             return f"{self.minimum}..{self.maximum}"
         return f">= {self.minimum}" if self.minimum is not None else f"<= {self.maximum}"
@@ -302,16 +296,16 @@ def _sysctl_text(path: str, where: str, raw: str) -> str:
     return raw
 
 
-def _check_port_list(path: str, where: str, ports: str) -> None:
-    """Refuse port numbers above 65535 and ranges written high-low, as the kernel does."""
-    for item in filter(None, ports.split(",")):
-        low, _dash, high = item.partition("-")
-        for digits in (low, high or low):
-            if len(digits.lstrip("0")) > len(str(MAX_PORT)) or int(digits) > MAX_PORT:
-                raise _fail(path, where, f"port {digits} is above {MAX_PORT}")
-        first, last = int(low), int(high or low)
-        if first > last:
-            raise _fail(path, where, f"range {item}: {first} is above {last}")
+def _port_list(path: str, where: str, raw: Any) -> str:
+    """Return ``raw`` if it is a port list the kernel takes, exactly as written (no blanks)."""
+    wanted = 'must be a port list like "8080,9000-9010"'
+    if not isinstance(raw, str) or raw != raw.strip():
+        raise _fail(path, where, f"{wanted}, got {raw!r}")
+    try:
+        parse_port_list(raw)  # refuses ports above 65535 and ranges written high-low
+    except ValueError as exc:
+        raise _fail(path, where, f"{wanted}: {exc}") from exc
+    return raw
 
 
 def _value(path: str, where: str, name: str, raw: Any) -> SysctlValue:
@@ -327,11 +321,8 @@ def _value(path: str, where: str, name: str, raw: Any) -> SysctlValue:
             raise _fail(path, where, f"low port {low} is above high port {high}")
         return (low, high)
     if unit is Unit.PORT_LIST:
-        if not isinstance(raw, str) or (raw and not _PORT_LIST.fullmatch(raw)):
-            raise _fail(path, where, f'must be a port list like "8080,9000-9010", got {raw!r}')
-        _check_port_list(path, where, raw)
-        return raw
-    if unit is None and isinstance(raw, str):
+        return _port_list(path, where, raw)
+    if unit in (None, Unit.TEXT) and isinstance(raw, str):
         return _sysctl_text(path, where, raw)
     number = _int(path, where, raw)
     _check_range(path, where, name, number)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from tcptune.apply.plan import Action, Plan, build_plan, same_sysctl_text, value_text, writable_text
+from tcptune.apply.plan import Action, Plan, build_plan, writable_text
 from tcptune.exitcodes import BadInputError, ExitStatus, UnavailableError
 from tcptune.inspect.procfs import ProcFS
+from tcptune.model.sysctls import Unit
+from tcptune.model.values import format_value, same_text
 from tests.apply_support import load_profile, raw_profile
 
 
@@ -62,11 +64,10 @@ def plan_has_no_block(plan: Plan) -> bool:
 
 
 def test_port_lists_compare_as_sets_of_ports() -> None:
-    name = "net.ipv4.ip_local_reserved_ports"
-    assert same_sysctl_text(name, "9000-9010,8080", "8080,9000-9005,9006-9010\n")
-    assert not same_sysctl_text(name, "8080", "8081")
-    assert same_sysctl_text("net.ipv4.ip_local_port_range", "32768\t60999\n", "32768 60999")
-    assert value_text((1024, 65535)) == "1024 65535"
+    assert same_text(Unit.PORT_LIST, "9000-9010,8080", "8080,9000-9005,9006-9010\n")
+    assert not same_text(Unit.PORT_LIST, "8080", "8081")
+    assert same_text(Unit.PORT_RANGE, "32768\t60999\n", "32768 60999")
+    assert format_value((1024, 65535)) == "1024 65535"
 
 
 def test_a_value_that_is_not_printable_ascii_blocks_the_plan(container_proc: ProcFS) -> None:

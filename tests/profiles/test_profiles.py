@@ -72,7 +72,7 @@ def locator(directory: Path, shipped: Path) -> ProfileLocator:
         (target(RESERVED, 'value = "70000"'), "port 70000 is above 65535"),
         (target(RESERVED, 'value = "8080,65530-65536"'), "port 65536 is above 65535"),
         (target(RESERVED, f'value = "{"9" * 5000}"'), "is above 65535"),
-        (target(RESERVED, 'value = "9010-9000"'), "range 9010-9000: 9010 is above 9000"),
+        (target(RESERVED, 'value = "9010-9000"'), "port range 9010-9000: 9010 is above 9000"),
         (target("net.ipv4.tcp_fin_timeout\\n", "value = 1"), "not a well-formed dotted"),
     ],
 )
