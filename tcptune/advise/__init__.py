@@ -56,7 +56,18 @@ def finding_topics() -> list[Topic]:
             summary=doc.summary,
             references=doc.references,
             aliases=(),
-            body=textwrap.fill(doc.explanation, BODY_WIDTH),
+            body=textwrap.fill(doc.explanation, BODY_WIDTH) + _proven_by(doc),
         )
         for doc in DOCS.values()
     ]
+
+
+def _proven_by(doc: FindingDoc) -> str:
+    """Return the ``Proven by:`` paragraph of a finding topic, or nothing."""
+    import textwrap
+
+    from tcptune.reference.explain import BODY_WIDTH
+
+    if not doc.proven_by:
+        return ""
+    return "\n\n" + textwrap.fill("Proven by: " + ", ".join(doc.proven_by), BODY_WIDTH)

@@ -9,21 +9,22 @@ from tcptune.model.findings import Finding, Severity
 
 LINGER_ZERO = FindingDoc(
     "linger-zero",
-    "Resets when closing with data in flight (TCPAbortOnData, often SO_LINGER {1, 0})",
+    "Resets counted in TCPAbortOnData: SO_LINGER {1, 0} closes or data after close()",
     "SO_LINGER with a zero timeout turns close() into a reset",
-    "With SO_LINGER set to l_onoff=1, l_linger=0, close() does not send FIN: the kernel "
-    "discards any unsent data and sends RST, and the peer sees 'connection reset by peer'; "
-    "no TIME_WAIT is left. TcpExt TCPAbortOnData counts such closes when no received data "
-    "was unread (with unread data the close counts in TCPAbortOnClose instead), resets sent "
-    "because data or an out-of-order FIN arrived after the application closed, and orphans "
-    "killed on reaching FIN_WAIT_2 with a negative TCP_LINGER2. TCPAbortOnLinger counts "
-    "only close() on a socket already in FIN_WAIT_2 with a negative TCP_LINGER2. A zero "
-    "linger is legitimate only where losing in-flight data is acceptable and TIME_WAIT must "
-    "be avoided on the active closer, e.g. aborting a connection already known to be "
-    "broken, or load-test clients. Using it to 'avoid a blocking close' or to 'clear "
-    "CLOSE_WAIT' is wrong: close() does not block without a positive linger, and CLOSE_WAIT "
-    "ends only when the application holding it calls close(); SO_LINGER changes what "
-    "close() does, not whether it is called.",
+    "With SO_LINGER set to l_onoff=1, l_linger=0, close() does not send FIN: the kernel discards "
+    "any unsent data and sends RST, and the peer sees 'connection reset by peer'; no TIME_WAIT is "
+    "left. TcpExt TCPAbortOnData counts such closes when no received data was unread, whether or "
+    "not anything was in flight (with unread data the close counts in TCPAbortOnClose instead), "
+    "resets sent because data or an out-of-order FIN arrived after the application closed, and "
+    "orphans killed on reaching FIN_WAIT_2 with a negative TCP_LINGER2. TCPAbortOnLinger counts "
+    "only close() on a socket already in FIN_WAIT_2 with a negative TCP_LINGER2. A zero linger is "
+    "legitimate only where losing in-flight data is acceptable and TIME_WAIT must be avoided on "
+    "the active closer, e.g. aborting a connection already known to be broken, or load-test "
+    "clients. Using it to 'avoid a blocking close' or to 'clear CLOSE_WAIT' is wrong: close() does "
+    "not block without a positive linger, and a CLOSE_WAIT descriptor leaks until the application "
+    "holding it calls close() (a peer RST, a timeout or ss -K can end the connection, never the "
+    "descriptor); SO_LINGER "
+    "changes what close() does, not whether it is called.",
     (
         "man 7 socket (SO_LINGER)",
         "net/ipv4/tcp.c __tcp_close",
@@ -31,6 +32,7 @@ LINGER_ZERO = FindingDoc(
         "Documentation/networking/snmp_counter.rst",
         "RFC 9293 §3.10.5 (ABORT)",
     ),
+    ("linger-zero-rst", "data-after-close-rst", "linger2-negative"),
 )
 ABORT_ON_CLOSE = FindingDoc(
     "abort-on-close",
@@ -41,6 +43,7 @@ ABORT_ON_CLOSE = FindingDoc(
     "(RFC 2525 §2.17). Typical causes: a server that replies and closes without draining "
     "the request body, or a client that gives up on a response.",
     ("net/ipv4/tcp.c __tcp_close", "RFC 2525 §2.17", "man 2 shutdown"),
+    ("unread-close-rst",),
 )
 LISTEN_OVERFLOW = FindingDoc(
     "listen-overflow",

@@ -28,6 +28,7 @@ class FindingDoc:
     summary: str  # one line, <= 70 characters
     explanation: str
     references: tuple[str, ...]
+    proven_by: tuple[str, ...] = ()  # claim ids in tcptune/reference/claims.py
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ KEEPALIVE = FindingDoc(
         "net/ipv4/tcp_timer.c tcp_keepalive_timer",
         "RFC 1122 §4.2.3.6",
     ),
+    ("keepalive-opt-in", "keepalive-timeout-rst"),
 )
 KEEPALIVE_AGGRESSIVE = FindingDoc(
     "keepalive-aggressive",
@@ -71,6 +72,22 @@ KEEPALIVE_AGGRESSIVE = FindingDoc(
 )
 
 
+def keepalive_armed_text(armed: int, established: int) -> str:
+    """Say how many ESTABLISHED sockets a keepalive sysctl change would touch."""
+    if not established:
+        return "no ESTABLISHED sockets now, so none a keepalive sysctl change would touch"
+    if not armed:
+        return (
+            f"none of the {established} ESTABLISHED sockets has a keepalive timer armed: "
+            "a sysctl change touches none of them now (they lack SO_KEEPALIVE)"
+        )
+    return (
+        f"{armed} of {established} ESTABLISHED sockets have a keepalive timer armed "
+        "now (a lower bound: another timer can hide it): a sysctl change touches those "
+        "that did not set TCP_KEEPIDLE etc. themselves"
+    )
+
+
 def check_keepalive(ev: Evidence) -> Iterator[Finding]:
     """Explain the detection time, the middlebox gap and how many sockets use keepalive."""
     total = keepalive_detection_seconds(ev.snapshot)
@@ -81,11 +98,7 @@ def check_keepalive(ev: Evidence) -> Iterator[Finding]:
     evidence = [f"dead peer noticed after {duration(total)} ({total} s) of silence"]
     armed = ev.details.established_keepalive if ev.details else None
     if armed is not None:
-        evidence.append(
-            f"at least {armed} of {established} ESTABLISHED sockets have a keepalive "
-            "timer armed: a sysctl change touches those (unless they set "
-            "TCP_KEEPIDLE etc. themselves)"
-        )
+        evidence.append(keepalive_armed_text(armed, established))
     late = [name for name, timeout in MIDDLEBOX_IDLE_TIMEOUTS if idle >= timeout]
     if late:
         evidence.append(

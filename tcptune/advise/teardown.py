@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from tcptune.advise.base import Evidence, FindingDoc, finding, since
 from tcptune.model.findings import Finding, Severity
@@ -30,7 +30,10 @@ CLOSE_WAIT = FindingDoc(
     "tcp_keepalive_* does not either: keepalive only runs on sockets that set "
     "SO_KEEPALIVE, and even when a probe finds the peer gone and resets the connection "
     "(which removes it from the CLOSE_WAIT count), the descriptor still leaks until "
-    "close(). It is an application bug: "
+    "close(). The same holds for the other ways CLOSE_WAIT ends without close(): "
+    "shutdown(SHUT_WR) (to LAST_ACK), a peer RST, a retransmission timeout, or ss -K, "
+    "which frees the 4-tuple but not the descriptor. Tcp CurrEstab counts CLOSE_WAIT "
+    "sockets as established ones. It is an application bug: "
     "a code path that returns without closing after read() returned 0 (EOF), a "
     "connection pool that never checks for closed connections, or a thread that is stuck.",
     (
@@ -38,7 +41,9 @@ CLOSE_WAIT = FindingDoc(
         "man 2 close",
         "man 7 tcp (SO_KEEPALIVE)",
         "net/ipv4/tcp_timer.c tcp_keepalive_timer",
+        "net/ipv4/tcp.c tcp_shutdown, tcp_abort, tcp_set_state",
     ),
+    ("close-wait-exits", "currestab-close-wait", "keepalive-opt-in"),
 )
 FIN_WAIT2 = FindingDoc(
     "fin-wait-2",
@@ -47,37 +52,53 @@ FIN_WAIT2 = FindingDoc(
     "FIN_WAIT_2 means this side sent FIN, the peer acknowledged it, and the peer has not "
     "sent its own FIN yet (the peer is in CLOSE_WAIT). An orphaned FIN_WAIT_2 socket "
     "(the application called close(), no descriptor holds it) lives for tcp_fin_timeout, "
-    "then is destroyed. One still held by a process (after shutdown(SHUT_WR)) has no such "
-    "timer and waits for the peer as long as the process keeps it. tcp_fin_timeout does "
-    "not shorten TIME_WAIT, which Linux holds for a fixed 60 seconds (TCP_TIMEWAIT_LEN).",
+    "then is destroyed. With tcp_fin_timeout <= 60 s such an orphan is kept as a small "
+    "timewait minisocket: counted in sockstat tw (not orphan or inuse) and against "
+    "tcp_max_tw_buckets, not tcp_max_orphans. One still held by a process (after "
+    "shutdown(SHUT_WR)) has no such timer and waits for the peer as long as the process "
+    "keeps it. tcp_fin_timeout does not shorten TIME_WAIT, which Linux holds for a fixed "
+    "60 seconds (TCP_TIMEWAIT_LEN).",
     (
         "ip-sysctl.rst: tcp_fin_timeout",
         "include/net/tcp.h TCP_TIMEWAIT_LEN",
-        "net/ipv4/tcp.c tcp_close",
+        "net/ipv4/tcp.c __tcp_close",
+        "net/ipv4/tcp_input.c tcp_rcv_state_process (tcp_time_wait(sk, TCP_FIN_WAIT2, tmo))",
     ),
+    ("orphan-fin-wait2-minisock", "time-wait-fixed"),
 )
 TIME_WAIT = FindingDoc(
     "time-wait",
     "TIME_WAIT sockets",
     "TIME_WAIT lasts a fixed 60 s; mind the cap and the ephemeral ports",
     "TIME_WAIT is held by the side that closed first, for a fixed 60 seconds on Linux "
-    "(TCP_TIMEWAIT_LEN; no sysctl changes it, tcp_fin_timeout included). Each costs a few "
-    "hundred bytes and no descriptor. It matters in two cases. Past tcp_max_tw_buckets "
-    "the kernel destroys new TIME_WAIT sockets at once (TCPTimeWaitOverflow): that is a "
-    "DoS guard, and lowering it is not a fix — it removes the protection against old "
-    "duplicate segments. And on hosts making many outgoing connections to one destination, "
-    "each TIME_WAIT holds a port of ip_local_port_range for that destination. "
-    "tcp_tw_reuse (1; 2 = loopback only, the default) lets connect() reuse a TIME_WAIT "
-    "port when TCP timestamps prove it safe; it only helps outgoing connections, never a "
-    "server accepting them. tcp_tw_recycle was removed in Linux 4.12 because it broke "
-    "clients behind NAT. A server that restarts needs SO_REUSEADDR to bind its port over "
+    "(TCP_TIMEWAIT_LEN; no sysctl changes it, tcp_fin_timeout included). Each costs a few hundred "
+    "bytes and no descriptor. It matters in two cases. tcp_max_tw_buckets caps all timewait "
+    "minisockets of the namespace, orphaned FIN_WAIT_2 ones included (sockstat tw); past it the "
+    "kernel destroys new TIME_WAIT sockets at once (TCPTimeWaitOverflow): that is a DoS guard, and "
+    "lowering it is not a fix — it removes the protection against old duplicate segments. And on "
+    "hosts making many outgoing connections to one destination, each TIME_WAIT holds a port of "
+    "ip_local_port_range for that destination. tcp_tw_reuse (1; 2 = loopback only, the default) "
+    "lets connect() reuse a TIME_WAIT port when TCP timestamps prove it safe, and each reuse "
+    "removes the old entry; it only helps outgoing connections, never a server accepting them. A "
+    "program that bind()s the port with SO_REUSEADDR on the old and the new socket takes such a "
+    "TIME_WAIT over even with tcp_tw_reuse=0 (tcp_twsk_unique). tcp_tw_recycle was removed in "
+    "Linux 4.12 because it broke clients behind NAT. A server that restarts needs SO_REUSEADDR to "
+    "bind its port over "
     "leftover TIME_WAIT sockets.",
     (
         "ip-sysctl.rst: tcp_max_tw_buckets, tcp_tw_reuse",
         "include/net/tcp.h TCP_TIMEWAIT_LEN",
+        "net/ipv4/inet_timewait_sock.c inet_twsk_alloc",
+        "net/ipv4/tcp_ipv4.c tcp_twsk_unique",
         "RFC 9293 §3.6.1",
         "RFC 6191",
         "man 7 socket (SO_REUSEADDR)",
+    ),
+    (
+        "time-wait-fixed",
+        "tw-buckets-overflow",
+        "tw-buckets-count-fin-wait2",
+        "reuseaddr-tw-takeover",
     ),
 )
 ORPHANS = FindingDoc(
@@ -87,16 +108,31 @@ ORPHANS = FindingDoc(
     "An orphaned socket is one the application closed but TCP has not finished (FIN_WAIT_1, "
     "FIN_WAIT_2, CLOSING, LAST_ACK). tcp_max_orphans is host-wide; past it, the kernel "
     "resets orphans at once and logs 'too many orphaned sockets' (TCPAbortOnMemory counts "
-    "these resets and those for memory pressure); orphans that are already retransmitting "
-    "can be reset from about half the limit (tcp_out_of_resources). Each orphan can pin up "
-    "to ~64 KB of unswappable memory. Raise the limit only with memory to match; lowering "
+    "these resets and those for memory pressure). When its timer fires, an orphan that has "
+    "sent nothing for over 2 x 120 s or has run out of retries is reset from half the "
+    "limit, and from a quarter after a soft ICMP error as well (tcp_out_of_resources). "
+    "Orphaned FIN_WAIT_2 sockets at tcp_fin_timeout <= 60 s are timewait minisockets and "
+    "do not count here, so lowering tcp_fin_timeout does not lower this count. Each orphan "
+    "keeps its whole unsent write queue, up to tcp_wmem[2] (4 MiB by default), not the "
+    "~64 KB ip-sysctl.rst mentions. Raise the limit only with memory to match; lowering "
     "it is not a fix.",
     (
         "ip-sysctl.rst: tcp_max_orphans, tcp_orphan_retries",
-        "net/ipv4/tcp.c tcp_check_oom",
+        "net/ipv4/tcp.c tcp_check_oom, __tcp_close",
         "net/ipv4/tcp_timer.c tcp_out_of_resources",
     ),
+    ("orphan-write-queue", "orphan-fin-wait2-minisock"),
 )
+
+
+def timewait_minisockets(sockstat: Mapping[str, Mapping[str, int]], time_wait: int) -> int:
+    """Return what tcp_max_tw_buckets counts: sockstat tw (v4 and v6 share it), else TIME_WAIT.
+
+    net/ipv4/proc.c prints the namespace's tcp_death_row tw_refcount - 1 as "tw" in
+    /proc/net/sockstat; it counts TIME_WAIT and orphaned FIN_WAIT_2 minisockets alike.
+    """
+    tw = sockstat.get("TCP", {}).get("tw")
+    return max(tw, time_wait) if tw is not None else time_wait
 
 
 def share_severity(
@@ -192,8 +228,14 @@ def check_time_wait(ev: Evidence) -> Iterator[Finding]:
     evidence = [f"{total} sockets in TIME_WAIT (held a fixed 60 s)"]
     severity = Severity.INFO
     if cap:
-        evidence.append(f"tcp_max_tw_buckets = {cap} ({100 * total / cap:.0f}% used)")
-        severity = share_severity(total, cap, TIME_WAIT_CAP_WARNING)
+        # The cap counts every timewait minisocket (inet_twsk_alloc), orphaned FIN_WAIT_2
+        # included: sockstat tw, not the TIME_WAIT count.
+        held = timewait_minisockets(ev.snapshot.counters.sockstat, total)
+        evidence.append(
+            f"tcp_max_tw_buckets = {cap}: {held} timewait sockets (sockstat tw, orphaned "
+            f"FIN_WAIT_2 included) = {100 * held / cap:.0f}% of the cap"
+        )
+        severity = share_severity(held, cap, TIME_WAIT_CAP_WARNING)
     if overflow:
         evidence.append(since(ev, "TCPTimeWaitOverflow"))
         severity = Severity.WARNING

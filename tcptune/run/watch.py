@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tcptune.advise import counter_rates
-from tcptune.advise.teardown import TIME_WAIT_CAP_WARNING
+from tcptune.advise.teardown import TIME_WAIT_CAP_WARNING, timewait_minisockets
 from tcptune.model.snapshot import Snapshot
 from tcptune.model.tcpstates import TcpState
 
@@ -103,12 +103,17 @@ class Frame:
         return tuple(row.alert for row in rows if row.alert)
 
 
-def _state_alert(state: TcpState, total: int, change: int | None, cap: int | None) -> str | None:
+def _state_alert(
+    state: TcpState, total: int, change: int | None, cap: int | None, timewait: int
+) -> str | None:
     if state is TcpState.CLOSE_WAIT and change is not None and change > 0:
         return f"CLOSE_WAIT rising: +{change} to {total} (an application is not closing sockets)"
-    if state is TcpState.TIME_WAIT and cap and total >= TIME_WAIT_CAP_WARNING * cap:
+    # tcp_max_tw_buckets counts every timewait minisocket (inet_twsk_alloc): TIME_WAIT and
+    # orphaned FIN_WAIT_2 alike, i.e. sockstat tw.
+    if state is TcpState.TIME_WAIT and cap and timewait >= TIME_WAIT_CAP_WARNING * cap:
         return (
-            f"TIME_WAIT {total} is {100 * total / cap:.0f}% of tcp_max_tw_buckets {cap} "
+            f"timewait sockets {timewait} (TIME_WAIT {total} + orphaned FIN_WAIT_2) are "
+            f"{100 * timewait / cap:.0f}% of tcp_max_tw_buckets {cap} "
             "(beyond it sockets skip TIME_WAIT)"
         )
     return None
@@ -142,7 +147,13 @@ def build_frame(
                     sockets.ipv4.get(state, 0),
                     sockets.ipv6.get(state, 0),
                     change,
-                    _state_alert(state, total, change, cap),
+                    _state_alert(
+                        state,
+                        total,
+                        change,
+                        cap,
+                        timewait_minisockets(snapshot.counters.sockstat, total),
+                    ),
                 )
             )
     rates = (

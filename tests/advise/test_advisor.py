@@ -56,11 +56,16 @@ def test_fin_wait2_separates_orphaned_from_held(lab: SocketLab) -> None:
 
 
 def test_time_wait_near_its_cap_warns_and_says_lowering_is_no_fix(lab: SocketLab) -> None:
+    """The cap counts orphaned FIN_WAIT_2 minisockets too (claim tw-buckets-count-fin-wait2)."""
     write_sysctl("net.ipv4.tcp_max_tw_buckets", "10")
-    lab.time_wait(9)
+    lab.time_wait(5)
+    lab.close_wait(4)  # four orphaned FIN_WAIT_2 timewait minisockets
     found = findings()["time-wait"]
     assert found.severity is Severity.WARNING
-    assert "tcp_max_tw_buckets = 10 (90% used)" in found.evidence
+    assert (
+        "tcp_max_tw_buckets = 10: 9 timewait sockets (sockstat tw, orphaned FIN_WAIT_2 "
+        "included) = 90% of the cap"
+    ) in found.evidence
     assert "lowering it is not a fix" in found.explanation
 
 

@@ -109,7 +109,10 @@ def test_frames_carry_counts_rates_and_what_is_rising() -> None:
     assert rates["TCPAbortOnData"] is None  # absent from this kernel's table: no rate
     alerts = " | ".join(second.alerts)
     assert "CLOSE_WAIT rising: +15 to 25" in alerts
-    assert "TIME_WAIT 850 is 85% of tcp_max_tw_buckets 1000" in alerts
+    assert (
+        "timewait sockets 850 (TIME_WAIT 850 + orphaned FIN_WAIT_2) are 85% of "
+        "tcp_max_tw_buckets 1000"
+    ) in alerts
     assert "ListenOverflows rising: 4.0/s" in alerts and "ListenDrops rising" in alerts
     assert "ActiveOpens" not in alerts  # busy is not trouble
     # Falling CLOSE_WAIT, TIME_WAIT back to 10%, counters flat: nothing to highlight.
