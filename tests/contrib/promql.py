@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 
@@ -21,29 +22,59 @@ MATCHER = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"')
 PENDING = frozenset({"tcptune_close_wait_oldest_age_seconds"})
 
 
-def live_series(lab: SocketLab) -> dict[str, list[Labels]]:
-    """Return {series name: [labels, ...]} from real audits of a lab with every kind of series.
+def live_audits(lab: SocketLab) -> dict[str, str]:
+    """Return {instance name: Prometheus text} of real audits with every kind of series.
 
     The lab gets CLOSE_WAIT (per-process series), TIME_WAIT, a zero-linger reset and a
-    listener; the audits run with owners and with --profile (profile-mismatch findings).
-    A host-namespace tree adds the host-wide keys (tcp_max_orphans) a lab's namespace
-    does not show.
+    listener; it is audited with owners ("lab") and with --profile ("lab-profile":
+    profile-mismatch findings). A host-namespace tree ("host-tree") adds the host-wide
+    keys (tcp_max_orphans) a lab's namespace does not show.
     """
     lab.listen()
     lab.established(1)
     lab.close_wait(2)
     lab.time_wait(2)
     lab.linger_zero_close(1)
-    series: dict[str, list[Labels]] = {}
-    host = ("--proc-root", str(FIXTURES / "old-kernel-host"))
-    for options in [(), ("--profile", "server-profile"), host]:
-        arguments = [*options[:2], "audit"] if options == host else ["audit", *options]
+    runs = {
+        "lab": ["audit"],
+        "lab-profile": ["audit", "--profile", "server-profile"],
+        "host-tree": ["--proc-root", str(FIXTURES / "old-kernel-host"), "audit"],
+    }
+    texts: dict[str, str] = {}
+    for instance, arguments in runs.items():
         result = CliRunner().invoke(cli, [*arguments, "--format", "prometheus"])
         assert result.exit_code in (0, 1, 2), result.stderr
-        for family in text_string_to_metric_families(result.stdout):
+        texts[instance] = result.stdout
+    return texts
+
+
+def parse_series(texts: dict[str, str]) -> dict[str, list[Labels]]:
+    """Return {series name: [labels, ...]} over every text."""
+    series: dict[str, list[Labels]] = {}
+    for text in texts.values():
+        for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 series.setdefault(sample.name, []).append(dict(sample.labels))
     return series
+
+
+def live_series(lab: SocketLab) -> dict[str, list[Labels]]:
+    """Return {series name: [labels, ...]} from real audits (see live_audits)."""
+    return parse_series(live_audits(lab))
+
+
+def input_series(texts: dict[str, str], job: str = "node") -> list[dict[str, str]]:
+    """Return promtool test input_series: every real sample, constant, under its instance."""
+    items: list[dict[str, str]] = []
+    for instance, text in texts.items():
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = {**sample.labels, "instance": instance, "job": job}
+                matchers = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(labels.items()))
+                items.append(
+                    {"series": f"{sample.name}{{{matchers}}}", "values": f"{sample.value}x30"}
+                )
+    return items
 
 
 def selectors(expression: str) -> Iterable[tuple[str, list[tuple[str, str, str]]]]:
