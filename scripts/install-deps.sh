@@ -1,6 +1,7 @@
 #!/bin/sh
 # Install the Debian tools the real-kernel tests and the benchmark call, if missing:
 # ip (iproute2), sysctl (procps), unshare/setpriv/nsenter (util-linux), netstat (net-tools),
+# strace (the fault-injection sweep: strace -e inject=SYSCALL:error=EIO:when=N),
 # and the tools the contrib tests check artefacts with: promtool (prometheus: metrics,
 # alert rules, dashboard queries), tmux (the watch screen), chromium (the HTML report).
 set -eu
@@ -12,6 +13,7 @@ command -v netstat >/dev/null 2>&1 || missing="$missing net-tools"
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 command -v tmux >/dev/null 2>&1 || missing="$missing tmux"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v strace >/dev/null 2>&1 || missing="$missing strace"
 if [ -n "$missing" ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "install-deps: need root to install:$missing" >&2

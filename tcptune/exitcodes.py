@@ -23,6 +23,7 @@ class ExitStatus(enum.IntEnum):
     BAD_INPUT = 65  # EX_DATAERR: a profile or other input file is invalid
     UNAVAILABLE = 69  # EX_UNAVAILABLE: the target (namespace, process, key) does not exist
     INTERNAL = 70  # EX_SOFTWARE: a bug in tcptune
+    UNRECORDED = 73  # EX_CANTCREAT: the change stands, but its record or history line failed
     WRITE_FAILED = 74  # EX_IOERR: a write failed; everything already written was restored
     LOCKED = 75  # EX_TEMPFAIL: another apply holds the lock; try again
     NO_PERMISSION = 77  # EX_NOPERM: needs root (or CAP_NET_ADMIN) or a writable /proc/sys

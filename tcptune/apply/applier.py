@@ -9,7 +9,6 @@ interrupt) restores every key already written, in reverse order, and verifies it
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import time
@@ -29,6 +28,7 @@ from tcptune.apply.statestore import (
     syslog_notice,
 )
 from tcptune.exitcodes import (
+    ExitStatus,
     PermissionDeniedError,
     TcptuneError,
     UnavailableError,
@@ -37,8 +37,13 @@ from tcptune.exitcodes import (
 )
 from tcptune.inspect.inspector import PROC_NET_INIT_INO, read_context
 from tcptune.inspect.invoker import Identity
-from tcptune.inspect.nsidentity import NamespaceIdentity, current_namespace, namespace_difference
-from tcptune.inspect.procfs import ProcFS, describe_os_error
+from tcptune.inspect.nsidentity import (
+    NamespaceIdentity,
+    current_namespace,
+    describe_namespace,
+    namespace_difference,
+)
+from tcptune.inspect.procfs import ProcFS, describe_os_error, read_bounded
 from tcptune.model.values import same_text, unit_of
 from tcptune.profiles import Profile
 
@@ -110,6 +115,12 @@ class ApplyResult:
     written: tuple[Change, ...]
     dropin: sysctld.DropinPlan | None
     seconds: float
+    problems: tuple[str, ...] = ()  # records that could not be written; the change stands
+
+    @property
+    def status(self) -> ExitStatus:
+        """Return OK, or UNRECORDED when the change stands but a record of it failed."""
+        return ExitStatus.UNRECORDED if self.problems else ExitStatus.OK
 
 
 @dataclass(frozen=True)
@@ -121,6 +132,26 @@ class RollbackResult:
     restored: tuple[Change, ...]
     dropin_action: str | None  # "restored", "removed", or why it was left alone
     notes: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()  # records that could not be updated; the keys are restored
+
+    @property
+    def status(self) -> ExitStatus:
+        """Return OK, or UNRECORDED when the keys are restored but a record of it failed."""
+        return ExitStatus.UNRECORDED if self.problems else ExitStatus.OK
+
+
+@dataclass(frozen=True)
+class ForgetResult:
+    """A record dropped from the undo stack by `rollback --forget`, without any write."""
+
+    record: ApplyRecord
+    entry_id: int
+    problems: tuple[str, ...] = ()
+
+    @property
+    def status(self) -> ExitStatus:
+        """Return OK, or UNRECORDED when the history line could not be written."""
+        return ExitStatus.UNRECORDED if self.problems else ExitStatus.OK
 
 
 class WriteAborted(Exception):
@@ -270,10 +301,11 @@ def _record_history(
     changes: Sequence[Change],
     message: str,
     *,
+    netns: str | None,
     dropin: str | None = None,
     undoes: int | None = None,
-) -> None:
-    """Append one history line and send the same fact to syslog."""
+) -> str | None:
+    """Append one history line and send the same fact to syslog; return why the line failed."""
     entry = HistoryEntry(
         id=entry_id,
         time=env.clock(),
@@ -285,13 +317,24 @@ def _record_history(
         dropin=dropin,
         message=message,
         undoes=undoes,
+        netns=netns,
     )
-    line = f"{action} #{entry_id} {outcome}: {message} (by {env.identity.describe()})"
+    where = f" in {netns}" if netns else ""
+    line = f"{action} #{entry_id} {outcome}{where}: {message} (by {env.identity.describe()})"
+    problem = None
     try:
         env.store.append_history(entry)
-    except OSError as exc:  # the change itself stands; syslog keeps the trail
-        line += f"; not recorded in {env.store.history_path}: {describe_os_error(exc)}"
+    except (OSError, TcptuneError) as exc:  # the change itself stands; syslog keeps the trail
+        reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+        problem = f"the history line for {action} #{entry_id} was not written to "
+        problem += f"{env.store.history_path}: {reason} (syslog has it)"
+        line += f"; not recorded in {env.store.history_path}: {reason}"
     env.log(line)
+    return problem
+
+
+def _namespace_label(env: Environment, namespace: NamespaceIdentity) -> str:
+    return describe_namespace(namespace, env.netns_name)
 
 
 def check_persist_target(env: Environment, persist: bool) -> None:
@@ -387,16 +430,29 @@ def apply_profile(
         write_dropin = dropin if dropin is not None and dropin.action != "unchanged" else None
         changes = tuple(Change(i.name, i.current_text or "", i.write_text) for i in plan.changes)
         record_id = env.store.next_id()
+        namespace = current_namespace(env.procfs, plan.context)
+        where = _namespace_label(env, namespace)
         if not changes and write_dropin is None:
-            _record_history(
-                env, record_id, "apply", "already in place", plan.profile, (), "nothing to change"
+            problems = [_claim(env, record_id)]
+            problems.append(
+                _record_history(
+                    env,
+                    record_id,
+                    "apply",
+                    "already in place",
+                    plan.profile,
+                    (),
+                    "nothing to change",
+                    netns=where,
+                )
             )
-            return ApplyResult(plan, None, (), dropin, time.monotonic() - started)
+            return ApplyResult(
+                plan, None, (), dropin, time.monotonic() - started, _present(problems)
+            )
         backup = None
         if write_dropin is not None:
             path = str(write_dropin.path.absolute())  # a rollback may run from another cwd
             backup = DropinBackup(path, write_dropin.previous, write_dropin.text)
-        namespace = current_namespace(env.procfs, plan.context)
         record = ApplyRecord(
             id=record_id,
             time=env.clock(),
@@ -425,27 +481,90 @@ def apply_profile(
             write_all(changes, env.writer, last_step)
         except WriteAborted as failure:
             error = _failure_error(failure, env.store)
-            if not failure.unrestored:
-                _drop_quietly(env, record.id)
-            _record_history(env, record.id, "apply", "failed", plan.profile, changes, str(error))
-            raise error from failure
-        # Every key is written and verified: if state.json cannot be updated now, the
-        # record stays marked incomplete, which rollback handles the same way.
-        with contextlib.suppress(OSError):
-            env.store.mark_complete(record.id)
+            problems = [] if failure.unrestored else [_drop_undone(env, record.id)]
+            problems.append(
+                _record_history(
+                    env,
+                    record.id,
+                    "apply",
+                    "failed",
+                    plan.profile,
+                    changes,
+                    str(error),
+                    netns=where,
+                )
+            )
+            raise _with_problems(error, problems) from failure
+        # Every key (and the drop-in) is written and verified: the apply stands. A record
+        # left marked incomplete is undone by rollback the same way; it is reported.
+        problems = [_mark_complete(env, record.id)]
         dropin_path = str(write_dropin.path) if write_dropin else None
         message = _summary(changes) or f"wrote {dropin_path}"
-        _record_history(
-            env, record.id, "apply", "applied", plan.profile, changes, message, dropin=dropin_path
+        problems.append(
+            _record_history(
+                env,
+                record.id,
+                "apply",
+                "applied",
+                plan.profile,
+                changes,
+                message,
+                netns=where,
+                dropin=dropin_path,
+            )
         )
-        return ApplyResult(plan, record.id, changes, dropin, time.monotonic() - started)
+        return ApplyResult(
+            plan, record.id, changes, dropin, time.monotonic() - started, _present(problems)
+        )
 
 
-def _drop_quietly(env: Environment, record_id: int) -> None:
-    """Take a fully undone apply off the stack; if that fails, rollback finds nothing to do."""
-    # The record's 'before' values are what the kernel has again: harmless to keep.
-    with contextlib.suppress(OSError, TcptuneError):
+def _present(problems: Sequence[str | None]) -> tuple[str, ...]:
+    return tuple(problem for problem in problems if problem is not None)
+
+
+def _with_problems(error: TcptuneError, problems: Sequence[str | None]) -> TcptuneError:
+    """Return ``error`` with the records that also failed named at its end."""
+    extra = _present(problems)
+    if not extra:
+        return error
+    return type(error)(f"{error}; also: {'; '.join(extra)}", status=error.status)
+
+
+def _state_problem(exc: Exception) -> str:
+    return describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+
+
+def _claim(env: Environment, record_id: int) -> str | None:
+    """Keep ``record_id`` from being handed out again; return why it could not be kept."""
+    try:
+        env.store.claim_id(record_id)
+    except (OSError, TcptuneError) as exc:
+        return f"could not count id #{record_id} in {env.store.state_path}: {_state_problem(exc)}"
+    return None
+
+
+def _mark_complete(env: Environment, record_id: int) -> str | None:
+    try:
+        env.store.mark_complete(record_id)
+    except (OSError, TcptuneError) as exc:
+        return (
+            f"apply #{record_id} stays marked incomplete in {env.store.state_path} "
+            f"({_state_problem(exc)}); `tcptune rollback` still undoes it"
+        )
+    return None
+
+
+def _drop_undone(env: Environment, record_id: int) -> str | None:
+    """Take a fully undone apply off the stack; return why it stays there, if it does."""
+    try:
         env.store.drop(record_id)
+    except (OSError, TcptuneError) as exc:
+        # Its 'before' values are what the kernel has again: a rollback writes nothing.
+        return (
+            f"its undo record #{record_id} stays in {env.store.state_path} "
+            f"({_state_problem(exc)}); a rollback of it finds nothing to restore"
+        )
+    return None
 
 
 def _recorded_namespace(record: ApplyRecord) -> NamespaceIdentity:
@@ -494,71 +613,143 @@ def rollback(env: Environment, *, command: str) -> RollbackResult:
             raise UnavailableError(
                 f"apply #{record.id} changed another network namespace: it {difference}. "
                 "Its saved values belong to that namespace; roll back from inside it "
-                "(--netns/--pid), or not at all if it is gone; nothing was changed"
+                f"(--netns/--pid), or, if it is gone, drop the record with "
+                f"`tcptune rollback --forget {record.id}`; nothing was changed"
             )
         changes, notes = _rollback_changes(record, env.writer)
         dropin_action, last_step = None, None
         if record.dropin is not None:
             backup = record.dropin
-            dropin_action = _dropin_rollback_action(backup)
+            dropin_action, current = _dropin_rollback_action(backup)
             if dropin_action in ("restored", "removed"):
-                notes += _hand_edit_notes(record, backup)
+                notes += _hand_edit_notes(record, backup, current)
                 last_step = (
                     f"restore {backup.path}",
                     lambda: sysctld.restore_dropin(Path(backup.path), backup.previous),
                 )
         entry_id = env.store.next_id()
+        where = _namespace_label(env, _recorded_namespace(record))
         try:
             write_all(changes, env.writer, last_step)
         except WriteAborted as failure:
             error = _failure_error(failure, env.store)
+            problems = [_claim(env, entry_id)]
+            problems.append(
+                _record_history(
+                    env,
+                    entry_id,
+                    "rollback",
+                    "failed",
+                    record.profile,
+                    changes,
+                    str(error),
+                    netns=where,
+                    undoes=record.id,
+                )
+            )
+            raise _with_problems(error, problems) from failure
+        problems = [_drop_restored(env, record.id, entry_id)]
+        message = f"undid apply #{record.id}: {_summary(changes) or 'no key to restore'}"
+        problems.append(
             _record_history(
                 env,
                 entry_id,
                 "rollback",
-                "failed",
+                "rolled back",
                 record.profile,
                 changes,
-                str(error),
+                message,
+                netns=where,
+                dropin=record.dropin.path if record.dropin else None,
                 undoes=record.id,
             )
-            raise error from failure
-        env.store.drop(record.id, used=[entry_id])
-        message = f"undid apply #{record.id}: {_summary(changes) or 'no key to restore'}"
-        _record_history(
+        )
+        return RollbackResult(
+            record, entry_id, tuple(changes), dropin_action, tuple(notes), _present(problems)
+        )
+
+
+def _drop_restored(env: Environment, record_id: int, entry_id: int) -> str | None:
+    try:
+        env.store.drop(record_id, used=[entry_id])
+    except (OSError, TcptuneError) as exc:
+        return (
+            f"apply #{record_id} stays on the undo stack in {env.store.state_path} "
+            f"({_state_problem(exc)}); its keys are restored, so the next rollback finds "
+            "nothing to write for it and removes it"
+        )
+    return None
+
+
+def forget(env: Environment, record_id: int, *, command: str) -> ForgetResult:
+    """Drop apply ``record_id`` from the undo stack without writing anything, and log it.
+
+    The way out for a record whose namespace is gone (a container that exited):
+    its saved values can never be restored, and it would block every older rollback.
+    """
+    check_privilege(env.identity, command)
+    with env.store.locked(env.lock_timeout):
+        stack = env.store.undo_stack()
+        record = next((r for r in stack if r.id == record_id), None)
+        if record is None:
+            ids = ", ".join(f"#{r.id}" for r in stack) or "none"
+            raise UnavailableError(
+                f"no apply #{record_id} on the undo stack in {env.store.state_path} "
+                f"(recorded: {ids}); nothing was changed"
+            )
+        entry_id = env.store.next_id()
+        try:
+            env.store.drop(record_id, used=[entry_id])
+        except OSError as exc:
+            raise WriteFailedError(
+                f"cannot update {env.store.state_path}: {describe_os_error(exc)}; "
+                "nothing was changed"
+            ) from exc
+        dropin = f"; {record.dropin.path} is left as it is" if record.dropin else ""
+        message = (
+            f"forgot apply #{record_id} without restoring anything: its saved values "
+            f"({_summary(record.changes) or 'none'}) are discarded{dropin}"
+        )
+        where = _namespace_label(env, _recorded_namespace(record))
+        problem = _record_history(
             env,
             entry_id,
-            "rollback",
-            "rolled back",
+            "forget",
+            "forgotten",
             record.profile,
-            changes,
+            record.changes,
             message,
-            dropin=record.dropin.path if record.dropin else None,
-            undoes=record.id,
+            netns=where,
+            undoes=record_id,
         )
-        return RollbackResult(record, entry_id, tuple(changes), dropin_action, tuple(notes))
+        return ForgetResult(record, entry_id, _present([problem]))
 
 
-def _dropin_rollback_action(backup: DropinBackup) -> str:
+def _dropin_rollback_action(backup: DropinBackup) -> tuple[str, str | None]:
+    """Return what rollback does with the drop-in, and its current text (None: absent).
+
+    A drop-in that cannot be read (EIO, EACCES) stops the rollback before any
+    write: restoring the keys but not the file would leave boot re-applying them.
+    """
     path = Path(backup.path)
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = read_bounded(path, follow=False).decode("utf-8", "replace")
     except FileNotFoundError:
-        return "restored" if backup.previous is not None else "already gone"
+        return ("restored" if backup.previous is not None else "already gone"), None
     except OSError as exc:
-        return f"left alone: {describe_os_error(exc)}"
+        if exc.errno == errno.ELOOP:
+            return "left alone: it is now a symbolic link, which tcptune did not write", None
+        raise WriteFailedError(
+            f"cannot read {path} to restore it: {describe_os_error(exc)}; nothing was changed"
+        ) from exc
     if not sysctld.is_tcptune_file(text):
-        return "left alone: someone replaced it with a file tcptune did not write"
-    return "restored" if backup.previous is not None else "removed"
+        return "left alone: someone replaced it with a file tcptune did not write", text
+    return ("restored" if backup.previous is not None else "removed"), text
 
 
-def _hand_edit_notes(record: ApplyRecord, backup: DropinBackup) -> list[str]:
+def _hand_edit_notes(record: ApplyRecord, backup: DropinBackup, current: str | None) -> list[str]:
     """Name the lines added to the drop-in after ``record`` wrote it, which a restore drops."""
-    if backup.written is None:
-        return []
-    try:
-        current = Path(backup.path).read_text(encoding="utf-8", errors="replace")
-    except OSError:
+    if backup.written is None or current is None:
         return []
     lines = sysctld.foreign_lines(current, backup.written, backup.previous or "")
     if not lines:

@@ -12,6 +12,11 @@ Layout of the state directory (default /var/lib/tcptune, see README.md):
 Both files are read strictly: a value of the wrong type, a sysctl name that is not
 a dotted name, a time that is not a finite moment in years 1970-9999 are named
 with the file and the line (or record) and refused (exit 65); nothing is written.
+
+tcptune acts on these files as root, so the directory must be owned by root (or
+the effective user) and writable by nobody else, and every file in it is opened
+without following links, refused unless it is a regular file with the same
+owner rule, and read up to a bound (exit 77 for an unsafe directory or file).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import fcntl
 import json
 import math
 import os
+import stat
 import syslog
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -29,17 +35,23 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tcptune.apply.atomicfile import atomic_write
-from tcptune.apply.sysctld import DROPIN_NAME
+from tcptune.apply.atomicfile import AtomicWriteError, atomic_write
+from tcptune.apply.sysctld import DROPIN_NAME, is_tcptune_file
 from tcptune.exitcodes import (
     BadInputError,
     LockedError,
     PermissionDeniedError,
     TcptuneError,
+    UsageError,
     WriteFailedError,
 )
 from tcptune.inspect.invoker import Identity
-from tcptune.inspect.procfs import describe_os_error, is_valid_sysctl_name
+from tcptune.inspect.procfs import (
+    describe_os_error,
+    is_valid_sysctl_name,
+    open_regular,
+    read_fd,
+)
 
 DEFAULT_STATE_DIR = Path("/var/lib/tcptune")
 STATE_SCHEMA = 1
@@ -47,7 +59,12 @@ LOCK_POLL_SECONDS = 0.05
 _DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
 # 9999-12-31T23:59:59Z, the last second datetime (and so every renderer) can show.
 MAX_TIME = 253_402_300_799.0
-MAX_ID = 2**53  # ids stay exact in every JSON reader (IEEE 754 doubles)
+MAX_ID = 2**53  # ids stay exact in every JSON reader (IEEE 754 doubles); ids are below it
+MAX_STATE_BYTES = 16 << 20  # state.json: thousands of records fit in far less
+MAX_HISTORY_BYTES = 64 << 20  # history.jsonl: rotate it (README) long before this
+ACTIONS = ("apply", "rollback", "forget")  # forget: a record dropped by `rollback --forget`
+MAX_DIGITS = 20  # a JSON integer longer than this is no id, time or counter tcptune wrote
+_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
@@ -100,6 +117,7 @@ class HistoryEntry:
     dropin: str | None  # the drop-in written, restored or removed
     message: str
     undoes: int | None = None  # for a rollback: the apply it undid
+    netns: str | None = None  # the network namespace changed, e.g. "net:[4026531840] (initial)"
 
 
 def syslog_notice(message: str) -> None:
@@ -173,6 +191,17 @@ def _identity(data: Any, where: str) -> Identity:
     )
 
 
+MAX_VALUE_TEXT = 4096  # /proc/sys text handlers take at most a page (kernel/sysctl.c)
+
+
+def _sysctl_value(value: Any, where: str) -> str:
+    """Return sysctl text as tcptune reads and writes it: printable ASCII on one line."""
+    text = _text(value, where)
+    if len(text) > MAX_VALUE_TEXT or not all(" " <= c <= "~" or c == "\t" for c in text):
+        raise _Invalid(f"{where}: not sysctl text (printable ASCII, one line): {_brief(text)}")
+    return text
+
+
 def _changes(data: Any, where: str) -> tuple[Change, ...]:
     if not isinstance(data, list):
         raise _Invalid(f"{where}: expected a list, got {_brief(data)}")
@@ -182,8 +211,8 @@ def _changes(data: Any, where: str) -> tuple[Change, ...]:
         name = _text(_field(item, "name", at), f"{at}.name")
         if not is_valid_sysctl_name(name):
             raise _Invalid(f"{at}.name: not a dotted sysctl name: {_brief(name)}")
-        before = _text(_field(item, "before", at), f"{at}.before")
-        after = _text(_field(item, "after", at), f"{at}.after")
+        before = _sysctl_value(_field(item, "before", at), f"{at}.before")
+        after = _sysctl_value(_field(item, "after", at), f"{at}.after")
         changes.append(Change(name, before, after))
     return tuple(changes)
 
@@ -194,8 +223,15 @@ def _dropin(data: Any, where: str) -> DropinBackup | None:
     path = _text(_field(data, "path", where), f"{where}.path")
     if Path(path).name != DROPIN_NAME:  # tcptune never writes, restores or removes other files
         raise _Invalid(f"{where}.path: not a {DROPIN_NAME} drop-in: {_brief(path)}")
+    if not path.startswith("/") or ".." in Path(path).parts or not path.isprintable():
+        raise _Invalid(f"{where}.path: not an absolute path without '..': {_brief(path)}")
     previous = _text(_field(data, "previous", where), f"{where}.previous", optional=True)
     written = _text(_field(data, "written", where, None), f"{where}.written", optional=True)
+    # tcptune only ever replaces a file carrying its marker, and writes one with it:
+    # a record whose saved text lacks it was not written by tcptune.
+    for key, text in (("previous", previous), ("written", written)):
+        if text is not None and not is_tcptune_file(text):
+            raise _Invalid(f"{where}.{key}: not a drop-in tcptune wrote (no marker line)")
     return DropinBackup(path, previous, written)
 
 
@@ -225,8 +261,8 @@ def _entry(data: Any) -> HistoryEntry:
     entry_id = _int(get("id"), "id")
     moment = _time(get("time"), "time")
     action = _text(get("action"), "action")
-    if action not in ("apply", "rollback"):
-        raise _Invalid(f"action: expected 'apply' or 'rollback', got {_brief(action)}")
+    if action not in ACTIONS:
+        raise _Invalid(f"action: expected 'apply', 'rollback' or 'forget', got {_brief(action)}")
     return HistoryEntry(
         id=entry_id,
         time=moment,
@@ -238,6 +274,7 @@ def _entry(data: Any) -> HistoryEntry:
         dropin=_text(get("dropin", None), "dropin", optional=True),
         message=_text(get("message", ""), "message"),
         undoes=_int(get("undoes", None), "undoes", optional=True),
+        netns=_text(get("netns", None), "netns", optional=True),
     )
 
 
@@ -245,16 +282,83 @@ def _no_constants(name: str) -> Any:
     raise _Invalid(f"{name} is not a JSON number")
 
 
+def _whole_number(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_DIGITS:
+        raise _Invalid(f"a number with {len(digits.lstrip('-'))} digits is out of range")
+    return int(digits)
+
+
 def _json(text: str) -> Any:
-    """Parse strict JSON: NaN and Infinity (which Python's json takes) are refused."""
-    return json.loads(text, parse_constant=_no_constants)
+    """Parse strict JSON: NaN, Infinity, huge integers and deep nesting are refused."""
+    try:
+        return json.loads(text, parse_constant=_no_constants, parse_int=_whole_number)
+    except RecursionError:
+        raise _Invalid("nested too deeply to be a file tcptune wrote") from None
 
 
 def _read_error(path: Path, exc: OSError) -> TcptuneError:
     """Return the error for a state file that cannot be read (never 'internal')."""
     if exc.errno in _DENIED:
         return PermissionDeniedError(f"cannot read {path}: {describe_os_error(exc)}")
+    if exc.errno == errno.ELOOP:
+        return PermissionDeniedError(
+            f"{path} is a symbolic link: tcptune never follows links in its state directory; "
+            "remove it"
+        )
     return BadInputError(f"{path}: cannot read it: {describe_os_error(exc)}")
+
+
+def _unsafe_owner(status: os.stat_result) -> str | None:
+    """Return why a state file or directory is not safe for root to trust, or None."""
+    if status.st_uid not in (0, os.geteuid()):
+        return f"is owned by uid {status.st_uid}, not root"
+    if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"is writable by group or others (mode {stat.S_IMODE(status.st_mode):04o})"
+    return None
+
+
+def _check_file(fd: int, path: Path) -> None:
+    problem = _unsafe_owner(os.fstat(fd))
+    if problem is not None:
+        raise PermissionDeniedError(
+            f"{path} {problem}: refusing to trust it (only root may write tcptune's state)"
+        )
+
+
+def _open_state_file(path: Path, flags: int, mode: int = 0o644) -> int:
+    """Open a state file: no link followed, no FIFO waited on, regular and root's only."""
+    fd = open_regular(path, flags | _NOFOLLOW, mode)
+    try:
+        _check_file(fd, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _read_state_file(path: Path, limit: int) -> bytes | None:
+    """Return a state file's bytes (None if absent), refusing anything unsafe or too big."""
+    try:
+        fd = _open_state_file(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _read_error(path, exc) from exc
+    try:
+        return read_fd(fd, limit, path)
+    except OSError as exc:
+        raise _read_error(path, exc) from exc
+    finally:
+        os.close(fd)
+
+
+def _holder(fd: int) -> str:
+    """Return ' (held by pid N)' from the lock file's content, or '' when it holds none."""
+    try:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return ""
+    return f" (held by pid {holder})" if holder.isdigit() and len(holder) < 12 else ""
 
 
 @dataclass(frozen=True)
@@ -282,13 +386,48 @@ class StateStore:
         self._sleep = sleep
         self._monotonic = monotonic
 
+    def _prepare_directory(self) -> None:
+        """Create the state directory if needed; refuse one that root does not control."""
+        try:
+            self.directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+        except FileExistsError:
+            pass  # a dangling symlink or a file: stat() below names it
+        except OSError as exc:
+            raise self._directory_error(exc) from exc
+        try:
+            status = os.stat(self.directory)
+        except OSError as exc:
+            raise self._directory_error(exc) from exc
+        if not stat.S_ISDIR(status.st_mode):
+            raise UsageError(f"state directory {self.directory} is not a directory")
+        problem = _unsafe_owner(status)
+        if problem is not None:
+            raise PermissionDeniedError(
+                f"state directory {self.directory} {problem}: refusing to use it, since root "
+                "acts on what it holds (chown root and chmod go-w it, or choose another "
+                "--state-dir); nothing was changed"
+            )
+
+    def _directory_error(self, exc: OSError) -> TcptuneError:
+        reason = describe_os_error(exc)
+        if exc.errno == errno.ELOOP:
+            reason = "a loop of symbolic links (ELOOP)"
+        message = f"cannot use the state directory {self.directory}: {reason}; nothing was changed"
+        if exc.errno in _DENIED:
+            return PermissionDeniedError(message)
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+            return UsageError(message)
+        return WriteFailedError(message)
+
     @contextmanager
     def locked(self, timeout: float) -> Iterator[None]:
         """Hold the state lock for the body, waiting up to ``timeout`` seconds for it."""
+        self._prepare_directory()
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = _open_state_file(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _read_error(self.lock_path, exc) from exc
             error = PermissionDeniedError if exc.errno in _DENIED else WriteFailedError
             raise error(
                 f"cannot open the lock file {self.lock_path}: {describe_os_error(exc)}; "
@@ -302,32 +441,38 @@ class StateStore:
                     break
                 except BlockingIOError:
                     if self._monotonic() >= deadline:
-                        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-                        by = f" (held by pid {holder})" if holder.isdigit() else ""
                         raise LockedError(
-                            f"another tcptune apply or rollback holds {self.lock_path}{by}; "
-                            f"waited {timeout:g} s; nothing was changed: try again"
+                            f"another tcptune apply or rollback holds {self.lock_path}"
+                            f"{_holder(fd)}; waited {timeout:g} s; nothing was changed: "
+                            "try again"
                         ) from None
                     self._sleep(LOCK_POLL_SECONDS)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+                except OSError as exc:  # ENOLCK (e.g. NFS without lockd), EIO, ...
+                    raise WriteFailedError(
+                        f"cannot lock {self.lock_path}: {describe_os_error(exc)}; nothing was "
+                        "changed (choose a local state directory with --state-dir)"
+                    ) from exc
+            try:  # who holds it, for the message above; a full disk only loses that hint
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+            except OSError:
+                pass
             yield
         finally:
             os.close(fd)  # flock(2): closing the last descriptor releases the lock
 
     def _load(self) -> tuple[int, tuple[ApplyRecord, ...]]:
         """Return state.json's id counter and undo stack; BadInputError if it is corrupt."""
-        try:
-            text = self.state_path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        raw = _read_state_file(self.state_path, MAX_STATE_BYTES)
+        if raw is None:
             return 0, ()
+        try:
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise BadInputError(
                 f"{self.state_path}: corrupt state file: not UTF-8 text (byte {exc.start}); "
                 "nothing was changed"
             ) from exc
-        except OSError as exc:
-            raise _read_error(self.state_path, exc) from exc
         try:
             data = _json(text)
             schema = _field(data, "schema", "top level")
@@ -362,13 +507,17 @@ class StateStore:
         """
         counter, old = self._load()
         ids = [r.id for r in (*old, *records)] + list(used)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self._prepare_directory()
         document = {
             "schema": STATE_SCHEMA,
             "next_id": max(counter, max(ids, default=0) + 1),
             "undo_stack": [asdict(r) for r in records],
         }
-        atomic_write(self.state_path, json.dumps(document, indent=2) + "\n")
+        try:  # under the lock: a temporary file left behind is a killed writer's
+            atomic_write(self.state_path, json.dumps(document, indent=2) + "\n", stale_after=0)
+        except AtomicWriteError as exc:
+            if not exc.replaced:  # only the directory fsync failed: the new stack is in place
+                raise
 
     def push(self, record: ApplyRecord) -> None:
         """Add ``record`` on top of the undo stack, durably."""
@@ -384,12 +533,8 @@ class StateStore:
         self.save_stack([r for r in self.undo_stack() if r.id != record_id], used=used)
 
     def _history_lines(self) -> list[bytes]:
-        try:
-            return self.history_path.read_bytes().split(b"\n")
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            raise _read_error(self.history_path, exc) from exc
+        raw = _read_state_file(self.history_path, MAX_HISTORY_BYTES)
+        return [] if raw is None else raw.split(b"\n")
 
     def read_history(self) -> HistoryLog:
         """Return every readable history entry, oldest first, and each unreadable line."""
@@ -420,14 +565,16 @@ class StateStore:
         After a torn last line (a crash mid-append) the entry starts a new line, so
         only the torn line is unreadable, never the entries after it.
         """
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self._prepare_directory()
         line = json.dumps(asdict(entry), separators=(",", ":")) + "\n"
-        fd = os.open(self.history_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = _open_state_file(self.history_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             size = os.fstat(fd).st_size
             if size and os.pread(fd, 1, size - 1) != b"\n":
                 line = "\n" + line
-            os.write(fd, line.encode("utf-8"))
+            data = line.encode("utf-8")
+            if os.write(fd, data) != len(data):
+                raise OSError(errno.ENOSPC, "short write (disk full?)", str(self.history_path))
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -436,7 +583,7 @@ class StateStore:
         """Return the ids of every history line that has one; the rest are skipped."""
         try:
             lines = self._history_lines()
-        except TcptuneError:
+        except BadInputError:
             return []  # the log is unreadable: state.json's counter still holds
         ids = []
         for raw in lines:
@@ -453,5 +600,16 @@ class StateStore:
         A garbled history line is skipped here: a log must never block the way back.
         """
         counter, stack = self._load()
-        used = [r.id for r in stack] + self._history_ids()
-        return max(counter, max(used, default=0) + 1)
+        used = [r.id for r in stack] + [i for i in self._history_ids() if i < MAX_ID]
+        number = max(counter, max(used, default=0) + 1)
+        if number >= MAX_ID:
+            raise BadInputError(
+                f"{self.state_path}: the record counter is at {number}, the largest id tcptune "
+                "can write; move state.json and history.jsonl away to start again; nothing "
+                "was changed"
+            )
+        return number
+
+    def claim_id(self, number: int) -> None:
+        """Make sure ``number`` is never handed out again, even if the history is rotated."""
+        self.save_stack(self.undo_stack(), used=[number])

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tcptune.apply.atomicfile import atomic_write, remove_durably
+from tcptune.apply.atomicfile import AtomicWriteError, atomic_write, remove_durably
 from tcptune.exitcodes import UsageError
 from tcptune.inspect.procfs import describe_os_error
 from tcptune.model.values import same_text, unit_of
@@ -303,14 +303,26 @@ def plan_dropin(
 
 
 def install_dropin(plan: DropinPlan) -> None:
-    """Write the planned drop-in atomically (temporary file, fsync, rename, fsync directory)."""
+    """Write the planned drop-in atomically (temporary file, fsync, rename, fsync directory).
+
+    Only a failure before the rename raises: once renamed, the new file is what
+    boot reads, so a failed directory fsync must not make the apply undo its keys.
+    """
     plan.path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(plan.path, plan.text)
+    try:
+        atomic_write(plan.path, plan.text, stale_after=0)  # under the state lock
+    except AtomicWriteError as exc:
+        if not exc.replaced:
+            raise
 
 
 def restore_dropin(path: Path, previous: str | None) -> None:
     """Put back what ``path`` held before tcptune wrote it: the old text, or no file."""
-    if previous is None:
-        remove_durably(path)
-    else:
-        atomic_write(path, previous)
+    try:
+        if previous is None:
+            remove_durably(path)
+        else:
+            atomic_write(path, previous, stale_after=0)
+    except AtomicWriteError as exc:
+        if not exc.replaced:
+            raise

@@ -17,9 +17,21 @@ from tcptune.cli.group import (
 from tcptune.exitcodes import ExitStatus
 
 DEFAULT_STATE_DIR = "/var/lib/tcptune"
+
+
+def _directory(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Path | None:
+    """Return a directory option as a Path; refuse '', which Path('') turns into '.'."""
+    if value is None:
+        return None
+    if not value:
+        raise click.BadParameter("needs a directory, got an empty string")
+    return Path(value)
+
+
 STATE_DIR_OPTION = click.option(
     "--state-dir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(file_okay=False),
+    callback=_directory,
     default=DEFAULT_STATE_DIR,
     show_default=True,
     envvar="TCPTUNE_STATE_DIR",
@@ -143,8 +155,10 @@ def apply(
     Exit status: 0 applied, or plan shown; 64 usage (also --persist with
     --netns/--pid), or a drop-in tcptune did not write is in the way; 65 invalid
     profile, a value the kernel would reject, or a corrupt state file; 69 no
-    such profile or key; 74 a write failed (all restored); 75 another apply
-    holds the lock; 77 not root, or /proc/sys is read-only.
+    such profile or key; 73 applied, but the undo record or the history line
+    could not be updated (stderr says which); 74 a write failed (all
+    restored); 75 another apply holds the lock; 77 not root, /proc/sys is
+    read-only, or the state directory is not root's alone.
     """
     import json
 
@@ -184,15 +198,33 @@ def apply(
             changes.applied_text(result, undo if env.identity.euid == 0 else f"sudo {undo}"),
             nl=False,
         )
-    return ExitStatus.OK
+    _report_problems(result.problems)
+    return result.status
+
+
+def _report_problems(problems: tuple[str, ...]) -> None:
+    """Print each record that could not be written, one stderr line each."""
+    from tcptune.output.escape import one_line
+
+    for problem in problems:
+        click.echo(f"tcptune: warning: {one_line(problem)}", err=True)
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print what was restored as JSON.")
+@click.option(
+    "--forget",
+    type=click.IntRange(min=0),
+    metavar="ID",
+    help="Drop apply ID from the undo stack without restoring anything (for a namespace "
+    "that no longer exists); logged in the history and syslog.",
+)
 @STATE_DIR_OPTION
 @LOCK_TIMEOUT_OPTION
 @click.pass_context
-def rollback(ctx: click.Context, as_json: bool, state_dir: Path, lock_timeout: float) -> ExitStatus:
+def rollback(
+    ctx: click.Context, as_json: bool, forget: int | None, state_dir: Path, lock_timeout: float
+) -> ExitStatus:
     """Undo the newest apply not yet rolled back, and verify every key.
 
     Applies form a stack: each rollback undoes one apply and takes it off, so a
@@ -200,16 +232,24 @@ def rollback(ctx: click.Context, as_json: bool, state_dir: Path, lock_timeout: f
     The drop-in written by --persist is restored to what it was, or removed.
 
     \b
+    A record whose namespace no longer exists (a container that exited) can
+    never be rolled back and blocks the older ones: --forget ID drops it
+    without writing any key, and the history and syslog say so.
+
+    \b
     Examples:
       sudo tcptune rollback
       sudo tcptune rollback --state-dir /srv/tcptune-state
+      sudo tcptune rollback --forget 7      drop record 7, restore nothing
 
     \b
-    Exit status: 0 rolled back; 65 state.json is corrupt (nothing is written);
-    69 nothing to roll back, or the apply was made in another network namespace
-    (told apart by namespace cookie and boot id, not only the inode number);
+    Exit status: 0 rolled back (or forgotten); 65 state.json is corrupt
+    (nothing is written); 69 nothing to roll back, no such record, or the
+    apply was made in another network namespace (told apart by namespace
+    cookie and boot id, not only the inode number); 73 rolled back, but the
+    undo record or the history line could not be updated (stderr says which);
     74 a write failed (all restored); 75 another apply holds the lock; 77 not
-    root, or /proc/sys is read-only.
+    root, /proc/sys is read-only, or the state directory is not root's alone.
     """
     import json
 
@@ -218,12 +258,21 @@ def rollback(ctx: click.Context, as_json: bool, state_dir: Path, lock_timeout: f
 
     env = _environment(ctx.obj, state_dir, Path("/"), None, lock_timeout)
     command = _command_line(ctx, "rollback", *_state_words(state_dir))
+    if forget is not None:
+        forgotten = applier.forget(env, forget, command=f"{command} --forget {forget}")
+        if as_json:
+            click.echo(json.dumps(changes.forget_dict(forgotten), indent=2))
+        else:
+            click.echo(changes.forget_text(forgotten), nl=False)
+        _report_problems(forgotten.problems)
+        return forgotten.status
     result = applier.rollback(env, command=command)
     if as_json:
         click.echo(json.dumps(changes.rollback_dict(result), indent=2))
     else:
         click.echo(changes.rollback_text(result), nl=False)
-    return ExitStatus.OK
+    _report_problems(result.problems)
+    return result.status
 
 
 @cli.command()

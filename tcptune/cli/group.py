@@ -24,7 +24,9 @@ def _fail(message: str, status: int, check: bool = False) -> NoReturn:
 
         click.echo(check_error_line(message))
         sys.exit(int(plugin_status(status)))
-    click.echo(f"tcptune: {message}", err=True)
+    from tcptune.output.escape import one_line
+
+    click.echo(f"tcptune: {one_line(message)}", err=True)
     sys.exit(int(status))
 
 

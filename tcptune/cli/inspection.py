@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import errno
 import os
-import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,8 @@ from tcptune.exitcodes import ExitStatus, TcptuneError
     callback=lambda _ctx, _param, value: _output_path(value),
     metavar="FILE",
     help="Replace FILE with the report atomically (temporary file, fsync, rename). "
-    "A symlink is followed; FILE must be a regular file or not exist yet; its mode "
-    "is kept (new files: 0644).",
+    "A symlink at FILE is replaced itself, never followed; FILE must be a regular file, "
+    "a symlink or not exist yet; a regular file's mode is kept (new files: 0644).",
 )
 @click.option(
     "--profile",
@@ -159,55 +159,21 @@ def _output_path(value: str | None) -> Path | None:
     return Path(value)
 
 
-# What --output refuses to replace, by file type: renaming over any of these
-# would swap a device, FIFO or socket (e.g. /dev/null) for a regular file.
-_NOT_REGULAR = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISSOCK, "a socket"),
-)
-NEW_FILE_MODE = 0o644
-
-
 def _emit(text: str, output: Path | None) -> None:
-    """Print ``text``, or replace ``output`` with it atomically so no reader sees half a file.
-
-    A symlink is followed and its target replaced (as a shell's `>` would write
-    it); anything that exists and is not a regular file is refused, since the
-    rename would replace it rather than write to it; the file keeps its mode.
-    """
+    """Print ``text``, or replace ``output`` with it atomically (atomicfile.replace_output)."""
     if output is None:
         click.echo(text, nl=False)
         return
-    from tcptune.apply.atomicfile import atomic_write
+    from tcptune.apply.atomicfile import replace_output
     from tcptune.inspect.procfs import describe_os_error
 
-    target = Path(os.path.realpath(output))  # never raises, even on a symlink loop
-    shown = f"{output} (-> {target})" if output.is_symlink() else str(output)
     try:
-        mode = _existing_mode(target, shown)
-        atomic_write(target, text, NEW_FILE_MODE if mode is None else mode)
+        replace_output(output, text)
     except OSError as exc:
+        reason = exc.strerror if exc.errno == errno.EINVAL else describe_os_error(exc)
         raise TcptuneError(
-            f"cannot write {shown}: {describe_os_error(exc)}", status=ExitStatus.WRITE_FAILED
+            f"cannot write {output}: {reason}", status=ExitStatus.WRITE_FAILED
         ) from exc
-
-
-def _existing_mode(target: Path, shown: str) -> int | None:
-    """Return the permission bits of ``target``, None if absent; refuse all but a regular file."""
-    try:
-        status = os.stat(target)
-    except FileNotFoundError:
-        return None
-    for test, kind in _NOT_REGULAR:
-        if test(status.st_mode):
-            raise TcptuneError(
-                f"cannot write {shown}: it is {kind}; --output replaces only a regular file",
-                status=ExitStatus.WRITE_FAILED,
-            )
-    return stat.S_IMODE(status.st_mode)
 
 
 @cli.command()
@@ -260,7 +226,6 @@ def watch(
     Exit status: 0 after --count refreshes or when quit on the terminal;
     130 Ctrl-C in line mode; 64 usage.
     """
-    import os
 
     from tcptune.inspect.inspector import SocketSource, inspect
     from tcptune.model.snapshot import Snapshot

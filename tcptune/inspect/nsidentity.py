@@ -68,6 +68,15 @@ def _shown(identity: NamespaceIdentity) -> str:
     return f"net:[{identity.inode if identity.inode is not None else '?'}]{cookie}"
 
 
+def describe_namespace(identity: NamespaceIdentity, name: str | None = None) -> str:
+    """Return the namespace for history and syslog, e.g. 'net:[4026531840] (initial)'."""
+    kind = {True: "initial", False: "not initial", None: "initial or not unknown"}
+    cookie = f"cookie {identity.cookie}, " if identity.cookie is not None else ""
+    inode = identity.inode if identity.inode is not None else "?"
+    label = f"net:[{inode}] ({cookie}{kind[identity.initial]})"
+    return f"{name} {label}" if name else label
+
+
 def namespace_difference(recorded: NamespaceIdentity, here: NamespaceIdentity) -> str | None:
     """Return how ``here`` is not the namespace ``recorded``, or None if it is (or may be).
 

@@ -26,6 +26,7 @@ from tcptune.output.common import (
     short_name,
     table,
 )
+from tcptune.output.escape import terminal_safe
 
 # --------------------------------------------------------------------------- JSON
 
@@ -244,6 +245,7 @@ def finding_text(finding: Finding) -> str:
     return "\n".join(lines)
 
 
+@terminal_safe
 def audit_text(
     snapshot: Snapshot, findings: Sequence[Finding] = (), profile: str | None = None
 ) -> str:

@@ -9,12 +9,13 @@ from tcptune import __version__
 from tcptune.model.units import show_value
 from tcptune.model.values import format_value
 from tcptune.output.common import JSON_SCHEMA_VERSION, WIDTH, indent, iso_time, short_name, table
+from tcptune.output.escape import terminal_safe
 
 # --------------------------------------------------------------------------- apply, rollback,
 # verify, history (issue #4): the applier's plans and records as text and JSON.
 
 if TYPE_CHECKING:
-    from tcptune.apply.applier import ApplyResult, RollbackResult
+    from tcptune.apply.applier import ApplyResult, ForgetResult, RollbackResult
     from tcptune.apply.plan import Plan, PlanItem
     from tcptune.apply.statestore import Change, HistoryEntry, HistoryLog
     from tcptune.apply.sysctld import DropinPlan
@@ -154,6 +155,7 @@ def dropped_lines_note(dropin: DropinPlan, done: bool) -> str | None:
     return f"{what}. {undo} the file as it was, with them:"
 
 
+@terminal_safe
 def plan_text(plan: Plan, dropin: DropinPlan | None, apply_command: str) -> str:
     """Return the dry-run plan: what would change and why, and how to apply it."""
     from tcptune.apply.plan import Action
@@ -175,6 +177,7 @@ def plan_text(plan: Plan, dropin: DropinPlan | None, apply_command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+@terminal_safe
 def applied_text(result: ApplyResult, rollback_command: str) -> str:
     """Return what an apply did: each key written and verified, the drop-in, how to undo."""
     plan = result.plan
@@ -228,6 +231,7 @@ def plan_dict(
         "record": None if result is None else result.record_id,
         "written": [] if result is None else _changes_json(result.written),
         "seconds": None if result is None else round(result.seconds, 4),
+        "problems": [] if result is None else list(result.problems),
     }
 
 
@@ -254,6 +258,7 @@ def _changes_json(changes: Sequence[Change]) -> list[dict[str, str]]:
     return [{"name": c.name, "before": c.before, "after": c.after} for c in changes]
 
 
+@terminal_safe
 def rollback_text(result: RollbackResult) -> str:
     """Return what a rollback restored and verified."""
     record = result.record
@@ -285,9 +290,39 @@ def rollback_dict(result: RollbackResult) -> dict[str, Any]:
         if record.dropin is None
         else {"path": record.dropin.path, "action": result.dropin_action},
         "notes": list(result.notes),
+        "problems": list(result.problems),
     }
 
 
+@terminal_safe
+def forget_text(result: ForgetResult) -> str:
+    """Return which record `rollback --forget` dropped, and that nothing was restored."""
+    record = result.record
+    lines = [
+        f"tcptune rollback --forget: dropped apply #{record.id} of {record.profile} "
+        "from the undo stack; nothing was written",
+        f"  applied {iso_time(record.time)} by {record.who.describe()}",
+    ]
+    lines += [f"  {_change_text(c, short=True)} (not restored)" for c in record.changes]
+    if record.dropin is not None:
+        lines += _wrapped(f"{record.dropin.path} is left as it is", "  drop-in ")
+    lines.append(f"Recorded as #{result.entry_id} in the history.")
+    return "\n".join(lines) + "\n"
+
+
+def forget_dict(result: ForgetResult) -> dict[str, Any]:
+    """Return a `rollback --forget` as JSON-ready data (schema 1)."""
+    return {
+        "schema": JSON_SCHEMA_VERSION,
+        "forgot": result.record.id,
+        "profile": result.record.profile,
+        "entry": result.entry_id,
+        "discarded": _changes_json(result.record.changes),
+        "problems": list(result.problems),
+    }
+
+
+@terminal_safe
 def verify_text(report: VerifyReport) -> str:
     """Return the live drift and, per key, the boot-time file that sets it."""
     from tcptune.apply.plan import Action
@@ -365,6 +400,7 @@ def verify_dict(report: VerifyReport) -> dict[str, Any]:
     }
 
 
+@terminal_safe
 def history_text(entries: Sequence[HistoryEntry], log: HistoryLog | None = None) -> str:
     """Return past applies and rollbacks, oldest first, then any line that could not be read."""
     problems = list(log.problems) if log is not None else []
@@ -377,10 +413,12 @@ def history_text(entries: Sequence[HistoryEntry], log: HistoryLog | None = None)
             what += f" (undid #{entry.undoes})"
         lines.append(f"#{entry.id}  {iso_time(entry.time)}  {what}  profile {entry.profile}")
         lines.append(f"    by {entry.who.describe()}")
+        if entry.netns:
+            lines.append(f"    in {entry.netns}")
         lines += [f"    {_change_text(c)}" for c in entry.changes]
         if entry.dropin:
             lines.append(f"    drop-in {entry.dropin}")
-        if entry.outcome == "failed":
+        if entry.outcome in ("failed", "forgotten"):
             lines += _wrapped(entry.message, "    ")
     if problems:
         lines.append("Unreadable history lines (skipped; the entries above are all the others):")
@@ -405,6 +443,7 @@ def history_dict(entries: Sequence[HistoryEntry], log: HistoryLog | None = None)
                 "dropin": e.dropin,
                 "message": e.message,
                 "undoes": e.undoes,
+                "netns": e.netns,
             }
             for e in entries
         ],

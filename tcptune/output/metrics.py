@@ -305,8 +305,10 @@ CHECK_WORDS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
 
 
 def _plugin_text(text: str) -> str:
-    """Return ``text`` on one line without '|', which starts a plugin's perfdata."""
-    return " ".join(text.replace("|", "/").split())
+    """Return ``text`` on one line without '|', which starts a plugin's perfdata, escaped."""
+    from tcptune.output.escape import escape
+
+    return escape(" ".join(text.replace("|", "/").split()))
 
 
 def check_perfdata(snapshot: Snapshot) -> str:

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
 
 
 from tcptune.output.common import WIDTH, table
+from tcptune.output.escape import terminal_safe
 
 # --------------------------------------------------------------------------- profiles
 
@@ -84,6 +85,7 @@ def _wrap(text: str, width: int, first: str = "", rest: str = "") -> list[str]:
     )
 
 
+@terminal_safe
 def profiles_text(entries: Sequence[Profile | BrokenProfile]) -> str:
     """Return one row per profile, name and summary, in 80 columns; INVALID ones say why."""
     from tcptune.profiles import BrokenProfile
@@ -103,6 +105,7 @@ def profiles_text(entries: Sequence[Profile | BrokenProfile]) -> str:
     return table(rows, ("profile", "summary")) + "\n"
 
 
+@terminal_safe
 def profile_text(profile: Profile) -> str:
     """Return a resolved profile: description, then each target with why and risk."""
     chain = " -> ".join(profile.chain)

@@ -160,8 +160,11 @@ def test_apply_verify_reapply_and_rollback_restore_exactly(netns: str, tmp_path:
     ]
     assert history[0].who.sudo_user == "alice"
     assert history[0].changes[0] == Change(FIN, before[FIN].strip(), "15")
-    assert logged[0].startswith("apply #1 applied: net.ipv4.tcp_fin_timeout 60 -> 15")
-    assert logged[1].startswith("rollback #3 rolled back: undid apply #1")
+    assert logged[0].startswith("apply #1 applied in net:[")  # issue 11: the namespace named
+    assert "not initial): net.ipv4.tcp_fin_timeout 60 -> 15" in logged[0]
+    assert history[0].netns is not None and "not initial)" in history[0].netns
+    assert logged[1].startswith("rollback #3 rolled back in net:[")
+    assert "not initial): undid apply #1" in logged[1]
 
 
 def test_rollback_undoes_one_apply_at_a_time(netns: str, tmp_path: Path) -> None:
@@ -363,7 +366,9 @@ def test_any_exception_from_the_writer_restores_every_key_already_written(
     assert env.store.undo_stack() == ()  # nothing left to roll back: all of it was undone
     [entry] = env.store.history()
     assert (entry.action, entry.outcome, entry.message) == ("apply", "failed", message)
-    assert logged == [f"apply #1 failed: {message} (by root (uid 0, via sudo from alice))"]
+    [line] = logged
+    assert line.startswith("apply #1 failed in net:[") and "not initial): " in line
+    assert line.endswith(f": {message} (by root (uid 0, via sudo from alice))")
 
 
 def test_the_real_writer_s_encoding_error_mid_apply_is_undone(netns: str) -> None:

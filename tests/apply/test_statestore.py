@@ -180,6 +180,19 @@ BAD_RECORDS = {
     "uid-infinite": ({"who": {"uid": 1e400, "euid": 0, "user": "root"}}, "who.uid"),
     "dropin-elsewhere": ({"dropin": {"path": "/etc/passwd", "previous": "x"}}, "not a 90-tcptune"),
     "complete-missing": ({"complete": ...}, "'complete' is missing"),
+    # Issue 11: a crafted state.json must not steer root's rollback anywhere.
+    "dropin-relative": ({"dropin": {"path": "x/90-tcptune.conf", "previous": None}}, "absolute"),
+    "dropin-dotdot": (
+        {"dropin": {"path": "/etc/sysctl.d/../../root/90-tcptune.conf", "previous": None}},
+        "without '..'",
+    ),
+    "dropin-foreign-text": (
+        {"dropin": {"path": "/etc/sysctl.d/90-tcptune.conf", "previous": "* * * * * root x"}},
+        "previous: not a drop-in tcptune wrote",
+    ),
+    "before-newline": ({"changes": [{**CHANGE, "before": "1\nkernel.x = 1"}]}, "not sysctl text"),
+    "after-escape": ({"changes": [{**CHANGE, "after": "\x1b[2J"}]}, "not sysctl text"),
+    "before-huge": ({"changes": [{**CHANGE, "before": "1" * 5000}]}, "not sysctl text"),
 }
 
 
@@ -275,3 +288,38 @@ def test_an_entry_appended_after_a_torn_line_starts_a_new_line(tmp_path: Path) -
     log = store.read_history()
     assert [e.id for e in log.entries] == [1, 3]
     assert [p.split(":")[0] for p in log.problems] == ["line 2"]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"schema": 1, "next_id": 1' + "0" * 5000 + ', "undo_stack": []}', "5001 digits"),
+    ],
+    ids=["deep-nesting", "huge-integer"],
+)
+def test_hostile_json_in_state_json_is_one_clear_line(
+    tmp_path: Path, text: str, reason: str
+) -> None:
+    store = StateStore(tmp_path)
+    store.state_path.write_text(text)
+    with pytest.raises(BadInputError) as refused:
+        store.undo_stack()
+    message = str(refused.value)
+    assert reason in message and "set_int_max_str_digits" not in message and len(message) < 300
+
+
+def test_a_history_id_at_2_53_is_skipped_and_never_blocks_the_next_apply(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.history_path.write_text(entry_line(2**53) + "\n" + entry_line(5) + "\n")
+    assert store.next_id() == 6
+    store.save_stack([record(6)])
+    assert store.next_id() == 7  # state.json it wrote still reads
+
+
+def test_ids_are_never_reused_after_the_history_is_rotated(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.history_path.write_text(entry_line(1) + "\n")
+    store.claim_id(store.next_id())  # a no-op apply: only a history line would hold its id
+    store.history_path.unlink()  # logrotate
+    assert store.next_id() == 3
