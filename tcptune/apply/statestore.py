@@ -196,7 +196,7 @@ MAX_VALUE_TEXT = 4096  # /proc/sys text handlers take at most a page (kernel/sys
 
 def _sysctl_value(value: Any, where: str) -> str:
     """Return sysctl text as tcptune reads and writes it: printable ASCII on one line."""
-    text = _text(value, where)
+    text: str = _text(value, where)
     if len(text) > MAX_VALUE_TEXT or not all(" " <= c <= "~" or c == "\t" for c in text):
         raise _Invalid(f"{where}: not sysctl text (printable ASCII, one line): {_brief(text)}")
     return text
