@@ -84,8 +84,11 @@ class Evidence:
         details = self.details
         if details is None or not self.owners:
             return {}
-        inodes = [*details.close_wait_inodes, *(s.inode for s in details.listeners)]
-        return socket_holders(self.procfs, inodes)
+        # Listeners matter only where several share an address (the reuseport
+        # check names every holder); each CLOSE_WAIT socket needs one holder.
+        by_local: Counter[str] = Counter(str(item.local) for item in details.listeners)
+        shared = [item.inode for item in details.listeners if by_local[str(item.local)] > 1]
+        return socket_holders(self.procfs, details.close_wait_inodes, every_holder=shared)
 
     def close_wait_by_process(self) -> dict[str, int] | None:
         """Return CLOSE_WAIT sockets per process name, each socket once per name; None if unknown.

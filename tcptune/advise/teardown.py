@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from tcptune.advise.base import Evidence, FindingDoc, finding, since
 from tcptune.model.findings import Finding, Severity
+from tcptune.model.heavyhitters import TopCounts
 from tcptune.model.tcpstates import TcpState
 
 # Thresholds: a handful of CLOSE_WAIT sockets is the normal gap between the
@@ -240,17 +242,37 @@ def check_time_wait(ev: Evidence) -> Iterator[Finding]:
         evidence.append(since(ev, "TCPTimeWaitOverflow"))
         severity = Severity.WARNING
     port_range = ev.value("net.ipv4.ip_local_port_range")
-    busiest = None
-    if isinstance(port_range, tuple) and ev.details and ev.details.time_wait_by_remote:
-        ports = port_range[1] - port_range[0] + 1
-        busiest, used = max(ev.details.time_wait_by_remote.items(), key=lambda item: item[1])
-        evidence.append(
-            f"busiest destination {busiest}: {used} TIME_WAIT of {ports} ephemeral ports"
-        )
-        per_destination = share_severity(
-            used, ports, PORTS_PER_DESTINATION_WARNING, PORTS_PER_DESTINATION_CRITICAL
-        )
-        severity = max(severity, per_destination)
+    details = ev.details
+    busiest = local_port = remote_address = None
+    if details is not None:
+        # Bounded summaries (model/heavyhitters.py): only keys whose count is
+        # above the summary's error bound are surely the busiest.
+        top_destination = details.time_wait_by_remote.heavy()
+        top_port = details.time_wait_by_local_port.heavy()
+        top_address = details.time_wait_by_remote_address.heavy()
+        if top_port:
+            local_port, used = top_port[0]
+            evidence.append(
+                f"busiest local port {local_port}: {used}{_bound(details.time_wait_by_local_port)}"
+                " TIME_WAIT"
+            )
+        if top_address:
+            remote_address, used = top_address[0]
+            evidence.append(
+                f"busiest remote address {remote_address}: "
+                f"{used}{_bound(details.time_wait_by_remote_address)} TIME_WAIT"
+            )
+        if isinstance(port_range, tuple) and top_destination:
+            ports = port_range[1] - port_range[0] + 1
+            busiest, used = top_destination[0]
+            evidence.append(
+                f"busiest destination {busiest}: {used}{_bound(details.time_wait_by_remote)}"
+                f" TIME_WAIT of {ports} ephemeral ports"
+            )
+            per_destination = share_severity(
+                used, ports, PORTS_PER_DESTINATION_WARNING, PORTS_PER_DESTINATION_CRITICAL
+            )
+            severity = max(severity, per_destination)
     if severity is Severity.INFO and total < TIME_WAIT_INFO:
         return
     recommendation = (
@@ -268,8 +290,16 @@ def check_time_wait(ev: Evidence) -> Iterator[Finding]:
             "cap": cap,
             "overflow": overflow,
             "busiest_destination": str(busiest) if busiest else None,
+            "busiest_local_port": local_port,
+            "busiest_remote_address": remote_address,
+            "count_error_bound": details.time_wait_by_remote.error if details else None,
         },
     )
+
+
+def _bound(counts: TopCounts[Any]) -> str:
+    """Return " (up to +E)" when a summary's counts may be up to E below the truth."""
+    return f" (up to +{counts.error})" if counts.error else ""
 
 
 def check_orphans(ev: Evidence) -> Iterator[Finding]:

@@ -13,7 +13,7 @@ from tcptune.inspect.counters import read_counters
 from tcptune.inspect.procfs import ProcFS, ProcReadError, describe_os_error
 from tcptune.inspect.proctcp import read_proc_tcp
 from tcptune.inspect.sockdetails import DetailsBuilder
-from tcptune.inspect.sockdiag import SockDiagError, decode_key, dump_counts
+from tcptune.inspect.sockdiag import SockDiagError, details_builder, dump_counts
 from tcptune.model.snapshot import (
     Context,
     Problem,
@@ -169,7 +169,7 @@ def read_sockets(
     fallback: list[str] = []
     if use_netlink:
         try:
-            builder = DetailsBuilder(decode_key, socket_inodes) if want_details else None
+            builder = details_builder(socket_inodes) if want_details else None
             return read_sockets_netlink(builder, problems, netlink)
         except (OSError, SockDiagError) as exc:
             reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)

@@ -24,46 +24,58 @@ class Owner:
     user: str
 
 
-def socket_holders(procfs: ProcFS, inodes: Iterable[int]) -> dict[int, list[int]]:
-    """Return ``{inode: [pid, ...]}`` for the wanted inodes (forked children share sockets).
+def socket_holders(
+    procfs: ProcFS, inodes: Iterable[int], every_holder: Iterable[int] = ()
+) -> dict[int, list[int]]:
+    """Return ``{inode: [pid, ...]}`` for the wanted inodes.
 
     Every process's descriptors are read, whoever owns the process: a socket's
     uid says who created it, not who holds it now (nginx workers hold sockets
     root created). Each readlink goes through a directory descriptor, so it
-    resolves one path component instead of four.
+    resolves one path component instead of four. For ``inodes`` the first
+    holder is enough, so the walk stops once each has one; the inodes in
+    ``every_holder`` (forked children share sockets) keep it going to the end.
     """
-    wanted = {inode for inode in inodes if inode}
+    wanted = {f"socket:[{inode}]" for inode in inodes if inode}
+    everyone = {f"socket:[{inode}]" for inode in every_holder if inode}
+    wanted |= everyone
     holders: dict[int, list[int]] = {}
     if not wanted:
         return holders
+    missing = len(wanted) - len(everyone)  # inodes still without a holder
     proc = str(procfs.root)
     try:
         pids = [entry for entry in os.listdir(proc) if entry.isdigit()]
     except OSError:
         return holders
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+    readlink = os.readlink
     for pid in pids:
         try:
             fd_dir = os.open(f"{proc}/{pid}/fd", flags)
         except OSError:  # exited, or not ours to read
             continue
         try:
-            names = os.listdir(fd_dir)
-            for name in names:
+            for name in os.listdir(fd_dir):
                 try:
-                    link = os.readlink(name, dir_fd=fd_dir)
+                    link = readlink(name, dir_fd=fd_dir)
                 except OSError:
                     continue
-                if link[:8] == "socket:[":
+                if link in wanted:  # one hash lookup per descriptor, no parsing
                     inode = int(link[8:-1])
-                    if inode in wanted:
-                        found = holders.setdefault(inode, [])
-                        if int(pid) not in found:
-                            found.append(int(pid))
+                    found = holders.get(inode)
+                    if found is None:
+                        holders[inode] = [int(pid)]
+                        if link not in everyone:
+                            missing -= 1
+                    elif int(pid) not in found:
+                        found.append(int(pid))
         except OSError:
             continue
         finally:
             os.close(fd_dir)
+        if not missing and not everyone:
+            break  # every wanted socket has a holder, and none needs them all
     return holders
 
 

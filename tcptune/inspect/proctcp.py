@@ -95,11 +95,12 @@ def _parse_line(line: str, counts: list[int], details: DetailsBuilder | None) ->
     if state not in (TcpState.CLOSE_WAIT, TcpState.LISTEN, TcpState.TIME_WAIT):
         return
     if state == TcpState.TIME_WAIT:
-        details.time_wait(_endpoint(fields[2]))
+        local, remote = _endpoint(fields[1]), _endpoint(fields[2])
+        details.time_wait(local.port, remote.address, remote.port)
         return
     local, uid = _endpoint(fields[1]), int(fields[7])
     if state == TcpState.CLOSE_WAIT:
-        details.close_wait(local, local.port, inode)
+        details.close_wait(local.address, local.port, local.port, inode)
     else:
         queued = int(fields[4].partition(":")[2], 16)
         # /proc/net/tcp does not show a listener's backlog limit: 0 means unknown.

@@ -1,45 +1,77 @@
-"""Aggregate per-socket facts during a dump, so memory grows with what matters only.
+"""Aggregate per-socket facts during a dump in memory that does not grow with the sockets.
 
-Endpoints are counted under raw, cheap keys (the dump's own bytes) and turned
-into Endpoint objects once per distinct key when the details are built.
+Everything keyed by an endpoint goes into a fixed-size heavy-hitters summary
+(tcptune.model.heavyhitters): TIME_WAIT by local port, by remote address and
+by remote endpoint, CLOSE_WAIT by local endpoint. Keys stay in the dump's raw
+form (ints, tuples of ints) and are decoded once per kept key at the end.
+Only CLOSE_WAIT inodes, needed to name the processes that hold the sockets,
+are kept per socket, in compact arrays (10 bytes each), and only when asked.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Hashable, Mapping
+from array import array
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-from tcptune.model.snapshot import Endpoint, Listener, SocketDetails
+from tcptune.model.heavyhitters import DEFAULT_CAPACITY, HeavyHitters
+from tcptune.model.snapshot import Endpoint, InodePorts, Listener, SocketDetails
 
 # inet_diag idiag_timer / /proc/net/tcp "tr" values (net/ipv4/inet_diag.c,
 # inet_sk_diag_fill; net/ipv4/tcp_ipv4.c get_tcp4_sock): 1 retransmit,
 # 2 keepalive (sk_timer), 3 TIME_WAIT, 4 zero-window probe.
 TIMER_KEEPALIVE = 2
 
-Decode = Callable[[Hashable], Endpoint]
+DecodeAddress = Callable[[Any], str]
+DecodePort = Callable[[int], int]
 
 
-def _identity(key: Hashable) -> Endpoint:
-    assert isinstance(key, Endpoint)
+def _same_address(key: Any) -> str:
+    assert isinstance(key, str)
+    return key
+
+
+def _same_port(key: int) -> int:
     return key
 
 
 class DetailsBuilder:
-    """Collect keepalive, FIN_WAIT_2, CLOSE_WAIT, listener and TIME_WAIT facts."""
+    """Collect keepalive, FIN_WAIT_2, CLOSE_WAIT, listener and TIME_WAIT facts.
 
-    def __init__(self, decode: Decode = _identity, keep_inodes: bool = True) -> None:
-        self.decode = decode
+    ``decode_address`` and ``decode_port`` turn raw keys into text and port
+    numbers when the details are built; the defaults take keys that are
+    already an address string and a port number (the /proc/net/tcp parser's).
+    """
+
+    def __init__(
+        self,
+        keep_inodes: bool = True,
+        *,
+        decode_address: DecodeAddress = _same_address,
+        decode_port: DecodePort = _same_port,
+        capacity: int = DEFAULT_CAPACITY,
+    ) -> None:
+        self.decode_address = decode_address
+        self.decode_port = decode_port
+        self.capacity = capacity
         # CLOSE_WAIT inodes only serve attribution to processes; without it
-        # (--no-owners) they are not kept, so memory stays flat.
+        # (--no-owners) they are not kept at all.
         self.keep_inodes = keep_inodes
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything collected (a retried dump starts again)."""
+        capacity = self.capacity
         self.established_keepalive = 0
         self.fin_wait2_orphaned = 0
         self.fin_wait2_held = 0
-        self.close_wait_inodes: dict[int, int] = {}
-        self.close_wait_by_local: Counter[Hashable] = Counter()
+        self.close_wait_inodes = array("Q")
+        self.close_wait_ports = array("H")  # decoded port numbers, parallel to the inodes
+        self.close_wait_by_local: HeavyHitters[Hashable] = HeavyHitters(capacity)
         self.listeners: list[Listener] = []
-        self.time_wait_by_remote: Counter[Hashable] = Counter()
+        self.time_wait_by_remote: HeavyHitters[Hashable] = HeavyHitters(capacity)
+        self.time_wait_by_remote_address: HeavyHitters[Hashable] = HeavyHitters(capacity)
+        self.time_wait_by_local_port: HeavyHitters[int] = HeavyHitters(capacity)
 
     def established(self, timer: int) -> None:
         """Count an ESTABLISHED socket and whether its keepalive timer is pending."""
@@ -53,52 +85,45 @@ class DetailsBuilder:
         else:
             self.fin_wait2_held += 1
 
-    def close_wait(self, local: Hashable, port: int, inode: int) -> None:
+    def close_wait(self, address: Hashable, port_key: int, port: int, inode: int) -> None:
         """Count a CLOSE_WAIT socket under its local endpoint and keep its inode."""
-        self.close_wait_by_local[local] += 1
+        self.close_wait_by_local.add((address, port_key))
         if inode and self.keep_inodes:
-            self.close_wait_inodes[inode] = port
+            self.close_wait_inodes.append(inode)
+            self.close_wait_ports.append(port)
+
+    def close_wait_bulk(
+        self,
+        endpoints: Iterable[tuple[Hashable, int]],
+        count: int,
+        inodes: array[int],
+        ports: array[int],
+    ) -> None:
+        """Count ``count`` CLOSE_WAIT sockets at once (inodes and decoded ports in step)."""
+        self.close_wait_by_local.add_all(endpoints, count)
+        if not self.keep_inodes:
+            return
+        if inodes.count(0):  # not expected: a CLOSE_WAIT socket still has its descriptor
+            for inode, port in zip(inodes, ports, strict=True):
+                if inode:
+                    self.close_wait_inodes.append(inode)
+                    self.close_wait_ports.append(port)
+            return
+        self.close_wait_inodes.extend(inodes)
+        self.close_wait_ports.extend(ports)
 
     def listener(self, local: Endpoint, queued: int, backlog: int, inode: int, uid: int) -> None:
         """Record a listening socket and its accept queue."""
         self.listeners.append(Listener(local, queued, backlog, inode, uid))
 
-    def time_wait(self, remote: Hashable) -> None:
-        """Count a TIME_WAIT socket against its remote endpoint."""
-        self.time_wait_by_remote[remote] += 1
+    def time_wait(self, local_port: int, address: Hashable, port_key: int) -> None:
+        """Count a TIME_WAIT socket by local port, remote address and remote endpoint."""
+        self.time_wait_by_local_port.add(local_port)
+        self.time_wait_by_remote_address.add(address)
+        self.time_wait_by_remote.add((address, port_key))
 
-    def add_raw(
-        self,
-        keepalive: int,
-        orphaned: int,
-        held: int,
-        close_wait_inodes: Mapping[int, int],
-        close_wait_local: Mapping[Any, int],
-        time_wait_remote: Mapping[Any, int],
-    ) -> None:
-        """Add what a dump loop counted inline (keys in this builder's raw form)."""
-        self.established_keepalive += keepalive
-        self.fin_wait2_orphaned += orphaned
-        self.fin_wait2_held += held
-        self.close_wait_inodes.update(close_wait_inodes)
-        self.close_wait_by_local.update(close_wait_local)
-        self.time_wait_by_remote.update(time_wait_remote)
-
-    def merge(self, other: DetailsBuilder) -> None:
-        """Add everything ``other`` collected to this builder (same key kind)."""
-        self.established_keepalive += other.established_keepalive
-        self.fin_wait2_orphaned += other.fin_wait2_orphaned
-        self.fin_wait2_held += other.fin_wait2_held
-        self.close_wait_inodes.update(other.close_wait_inodes)
-        self.close_wait_by_local.update(other.close_wait_by_local)
-        self.listeners.extend(other.listeners)
-        self.time_wait_by_remote.update(other.time_wait_by_remote)
-
-    def _decoded(self, counts: Counter[Hashable]) -> dict[Endpoint, int]:
-        decoded: Counter[Endpoint] = Counter()
-        for key, count in counts.items():
-            decoded[self.decode(key)] += count
-        return dict(decoded)
+    def _endpoint(self, key: tuple[Any, int]) -> Endpoint:
+        return Endpoint(self.decode_address(key[0]), self.decode_port(key[1]))
 
     def build(self) -> SocketDetails:
         """Return the frozen details."""
@@ -106,8 +131,12 @@ class DetailsBuilder:
             established_keepalive=self.established_keepalive,
             fin_wait2_orphaned=self.fin_wait2_orphaned,
             fin_wait2_held=self.fin_wait2_held,
-            close_wait_inodes=dict(self.close_wait_inodes),
-            close_wait_by_local=self._decoded(self.close_wait_by_local),
+            close_wait_inodes=InodePorts(self.close_wait_inodes, self.close_wait_ports),
+            close_wait_by_local=self.close_wait_by_local.freeze(self._endpoint),  # type: ignore[arg-type]
             listeners=tuple(self.listeners),
-            time_wait_by_remote=self._decoded(self.time_wait_by_remote),
+            time_wait_by_remote=self.time_wait_by_remote.freeze(self._endpoint),  # type: ignore[arg-type]
+            time_wait_by_remote_address=self.time_wait_by_remote_address.freeze(
+                self.decode_address
+            ),
+            time_wait_by_local_port=self.time_wait_by_local_port.freeze(self.decode_port),
         )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from array import array
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
+from tcptune.model.heavyhitters import TopCounts
 from tcptune.model.sysctls import SysctlSpec
 from tcptune.model.tcpstates import TcpState
 from tcptune.model.values import SysctlValue
@@ -67,26 +69,70 @@ class Listener:
     uid: int
 
 
+class InodePorts(Mapping[int, int]):
+    """Socket inode -> local port, kept in two parallel arrays (10 bytes a socket).
+
+    Iteration and ``items()`` walk the arrays in dump order; a lookup by inode
+    sorts an index once.
+    """
+
+    __slots__ = ("_index", "_inodes", "_ports")
+
+    def __init__(self, inodes: array[int] | None = None, ports: array[int] | None = None) -> None:
+        self._inodes = inodes if inodes is not None else array("Q")
+        self._ports = ports if ports is not None else array("H")
+        if len(self._inodes) != len(self._ports):
+            raise ValueError("inodes and ports differ in length")
+        self._index: dict[int, int] | None = None
+
+    def __getitem__(self, inode: int) -> int:
+        if self._index is None:
+            self._index = dict(zip(self._inodes, self._ports, strict=True))
+        return self._index[inode]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._inodes)
+
+    def __len__(self) -> int:
+        return len(self._inodes)
+
+    def items(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        """Return (inode, port) pairs without building an index."""
+        return zip(self._inodes, self._ports, strict=True)
+
+    def values(self) -> Iterator[int]:  # type: ignore[override]
+        """Return the ports in dump order."""
+        return iter(self._ports)
+
+    @property
+    def inodes(self) -> array[int]:
+        """Return the inodes as a compact array."""
+        return self._inodes
+
+
 @dataclass(frozen=True)
 class SocketDetails:
     """Per-socket facts the advisor needs, aggregated in the same pass as the counts.
 
-    Everything is a count or keyed by a distinct endpoint, except the CLOSE_WAIT
-    inodes kept for attribution to processes (a few ints per socket).
+    Everything is a count or a bounded heavy-hitters summary (TopCounts: the
+    busiest keys, counts at most ``error`` below the truth), except the
+    CLOSE_WAIT inodes kept for attribution to processes (10 bytes a socket).
     """
 
     established_keepalive: int  # ESTABLISHED sockets whose keepalive timer is pending
     fin_wait2_orphaned: int  # no process holds them: they live tcp_fin_timeout
     fin_wait2_held: int  # still held after shutdown(): no timer ends them
     close_wait_inodes: Mapping[int, int]  # inode -> local port
-    close_wait_by_local: Mapping[Endpoint, int]  # CLOSE_WAIT count per local endpoint
+    close_wait_by_local: TopCounts[Endpoint]  # busiest local endpoints of CLOSE_WAIT
     listeners: tuple[Listener, ...]
-    time_wait_by_remote: Mapping[Endpoint, int]  # TIME_WAIT count per remote endpoint
+    time_wait_by_remote: TopCounts[Endpoint]  # busiest remote endpoints (destinations)
+    time_wait_by_remote_address: TopCounts[str] = field(default_factory=TopCounts)
+    time_wait_by_local_port: TopCounts[int] = field(default_factory=TopCounts)
 
     @property
     def close_wait(self) -> int:
         """Return how many CLOSE_WAIT sockets were seen."""
-        return sum(self.close_wait_by_local.values())
+        return self.close_wait_by_local.total
 
 
 @dataclass(frozen=True)

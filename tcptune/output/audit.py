@@ -7,6 +7,7 @@ from typing import Any
 
 from tcptune import __version__
 from tcptune.model.findings import Finding, Severity
+from tcptune.model.heavyhitters import TopCounts
 from tcptune.model.snapshot import (
     ReadStatus,
     Snapshot,
@@ -29,6 +30,18 @@ from tcptune.output.common import (
 from tcptune.output.escape import terminal_safe
 
 # --------------------------------------------------------------------------- JSON
+
+TOP_KEYS = 10  # keys of each bounded summary shown in JSON
+
+
+def _top_dict(counts: TopCounts[Any]) -> dict[str, Any]:
+    """Return a heavy-hitters summary: its busiest keys, the stream total and the error bound."""
+    return {
+        "top": [{"key": str(key), "count": count} for key, count in counts.most(TOP_KEYS)],
+        "total": counts.total,
+        "error_bound": counts.error,
+        "capacity": counts.capacity,
+    }
 
 
 def _sockets_dict(sockets: SocketCounts) -> dict[str, Any]:
@@ -53,6 +66,10 @@ def _sockets_dict(sockets: SocketCounts) -> dict[str, Any]:
             "fin_wait2_orphaned": details.fin_wait2_orphaned,
             "fin_wait2_held": details.fin_wait2_held,
             "close_wait": details.close_wait,
+            "close_wait_by_local": _top_dict(details.close_wait_by_local),
+            "time_wait_by_local_port": _top_dict(details.time_wait_by_local_port),
+            "time_wait_by_remote_address": _top_dict(details.time_wait_by_remote_address),
+            "time_wait_by_remote": _top_dict(details.time_wait_by_remote),
             "listeners": [
                 {
                     "local": str(item.local),

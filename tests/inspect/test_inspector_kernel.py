@@ -141,3 +141,34 @@ def test_inodes_are_kept_only_when_asked(lab: SocketLab, source: SocketSource) -
     assert len(kept.sockets.details.close_wait_inodes) == 4
     assert skipped.sockets.details.close_wait_inodes == {}
     assert skipped.sockets.details.close_wait == 4  # still counted per local endpoint
+
+
+@pytest.mark.kernel
+def test_server_side_time_wait_is_summed_by_local_port_in_bulk(lab: SocketLab) -> None:
+    # 300 TIME_WAIT on the server side (the server closes first), each from its own
+    # client address: enough messages of one size for the bulk parser, and a
+    # distinct remote endpoint each, which the bounded summaries must not keep.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(512)
+    port = listener.getsockname()[1]
+    for i in range(300):
+        client = socket.socket()
+        client.bind((f"127.1.{i // 250}.{1 + i % 250}", 0))
+        client.connect(("127.0.0.1", port))
+        server, _ = listener.accept()
+        server.close()
+        assert client.recv(1) == b""
+        client.close()
+    listener.close()
+    netlink = inspect(ProcFS(), source=SocketSource.NETLINK, details=True).sockets
+    procfs = inspect(ProcFS(), source=SocketSource.PROCFS, details=True).sockets
+    assert netlink is not None and procfs is not None
+    assert netlink.total(TcpState.TIME_WAIT) == 300
+    for sockets in (netlink, procfs):
+        details = sockets.details
+        assert details is not None
+        assert details.time_wait_by_local_port.heavy() == [(port, 300)]
+        assert details.time_wait_by_remote_address.heavy() == []  # 300 distinct clients
+        assert details.time_wait_by_remote.total == 300
+        assert len(details.time_wait_by_remote) <= details.time_wait_by_remote.capacity

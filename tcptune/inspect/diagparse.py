@@ -1,0 +1,260 @@
+"""Parse sock_diag dump chunks: in bulk when the messages have one size, else one by one.
+
+A dump filtered to sockets of one kind (TIME_WAIT minisocks; full sockets)
+sends messages of a single size, so a chunk is an array of fixed-size
+records: the state byte of every message sits at a fixed stride, and
+strided memoryviews count states and pull out ports, addresses and inodes
+in C, with no Python object per message. Whether a chunk is such an array
+is checked exactly: each header at offset k x size must announce that size
+(so it is a real message boundary, by induction) and the dump's message
+type. Any other chunk (mixed sizes, the final NLMSG_DONE, an error,
+NLM_F_DUMP_INTR) goes through the message-by-message loop.
+
+Raw keys: a port is the native-order integer of its two big-endian bytes
+(decode_port turns it into the number), an IPv4 address the native-order
+integer of its four bytes, an IPv6 address a tuple of four such integers
+(decode_address). Layouts: include/uapi/linux/netlink.h, inet_diag.h.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import sys
+from array import array
+from collections import Counter
+from itertools import compress
+from typing import Any
+
+from tcptune.inspect.sockdetails import TIMER_KEEPALIVE, DetailsBuilder
+from tcptune.model.snapshot import Endpoint
+
+TCPDIAG_GETSOCK = 18  # the legacy request; replies have the inet_diag_msg layout
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLM_F_MULTI = 0x2
+NLM_F_DUMP_INTR = 0x10  # the dump was interrupted by a concurrent change
+AF_INET, AF_INET6 = socket.AF_INET.value, socket.AF_INET6.value
+# Byte offsets from the start of a netlink message (16-byte nlmsghdr, then
+# struct inet_diag_msg): 16 family 17 state 18 timer 19 retrans 20 sport
+# 22 dport (both big-endian) 24 src[16] 40 dst[16] 56 interface 60 cookie
+# 68 expires 72 rqueue 76 wqueue 80 uid 84 inode (host-endian u32s).
+MIN_MESSAGE = 88
+_HEADER = struct.Struct("=IHH")
+_PORT = struct.Struct("=H")
+_IPV4 = struct.Struct("=I")
+_IPV6 = struct.Struct("=4I")
+_TAIL = struct.Struct("=IIIII")  # expires, rqueue, wqueue, uid, inode
+_ERROR = struct.Struct("=i")
+_LITTLE = sys.byteorder == "little"
+_KEEPALIVE_PAIR = (1 | TIMER_KEEPALIVE << 8) if _LITTLE else (1 << 8 | TIMER_KEEPALIVE)
+_KIND = struct.pack("=HH", TCPDIAG_GETSOCK, NLM_F_MULTI)  # a dump part, not interrupted
+_BULK_MIN = 8  # fewer messages than this are not worth the set-up
+# translate() tables that turn a chunk's state bytes into 0/1 selectors.
+_SELECT = {state: bytes(int(code == state) for code in range(256)) for state in (5, 6, 8)}
+
+
+class SockDiagError(Exception):
+    """The netlink dump failed; the message says how."""
+
+
+def decode_port(raw: int) -> int:
+    """Return the port number of a raw port key (two big-endian bytes read natively)."""
+    return int.from_bytes(raw.to_bytes(2, sys.byteorder), "big")
+
+
+def decode_address(raw: Any) -> str:
+    """Return the text of a raw address key: an int for IPv4, four ints for IPv6."""
+    if isinstance(raw, int):
+        return socket.inet_ntop(socket.AF_INET, raw.to_bytes(4, sys.byteorder))
+    return socket.inet_ntop(socket.AF_INET6, _IPV6.pack(*raw))
+
+
+class DumpParser:
+    """Count states per family and collect details from the chunks of one dump."""
+
+    def __init__(
+        self, ipv4: list[int], ipv6: list[int], details: DetailsBuilder | None = None
+    ) -> None:
+        self.by_family = {AF_INET: ipv4, AF_INET6: ipv6}
+        self.details = details
+        self.interrupted = False
+        self.done = False
+
+    # ------------------------------------------------------------------ chunks
+
+    def feed(self, buf: bytearray, size: int) -> None:
+        """Parse one chunk of ``size`` bytes; sets ``done`` at NLMSG_DONE."""
+        if size == 0:
+            raise SockDiagError("netlink socket closed before the dump finished")
+        if size >= MIN_MESSAGE:
+            length, kind, _flags = _HEADER.unpack_from(buf, 0)
+            if kind == TCPDIAG_GETSOCK and length >= MIN_MESSAGE and length % 4 == 0:
+                count = size // length
+                if count >= _BULK_MIN and self._uniform(buf, length, count):
+                    self._bulk(memoryview(buf)[: count * length], length, count)
+                    if count * length < size:
+                        self._messages(buf, count * length, size)
+                    return
+        self._messages(buf, 0, size)
+
+    @staticmethod
+    def _uniform(buf: bytearray, length: int, count: int) -> bool:
+        view = memoryview(buf)[: count * length]
+        stride = length // 4
+        lengths = view.cast("I")[::stride].tobytes()
+        kinds = view[4 : (count - 1) * length + 8].cast("I")[::stride].tobytes()
+        return lengths == _IPV4.pack(length) * count and kinds == _KIND * count
+
+    def _bulk(self, view: memoryview, length: int, count: int) -> None:
+        families = view[16::length].tobytes()
+        states = view[17::length].tobytes()
+        family = families[0]
+        if families.count(family) != count or family not in self.by_family:
+            self._mixed(view, length, count, families, states)
+            return
+        counts = self.by_family[family]
+        histogram = Counter(states)
+        for state, number in histogram.items():
+            counts[state] += number
+        if self.details is not None:
+            self._bulk_details(view, length, count, family, states, histogram)
+
+    def _mixed(
+        self, view: memoryview, length: int, count: int, families: bytes, states: bytes
+    ) -> None:
+        """A chunk of IPv4 and IPv6 messages: count in bulk, collect details one by one."""
+        for (family, state), number in Counter(zip(families, states, strict=True)).items():
+            if family not in self.by_family:
+                raise SockDiagError(f"unexpected address family {family}")
+            self.by_family[family][state] += number
+        if self.details is not None:
+            buf = view.obj
+            assert isinstance(buf, bytearray)
+            for index in range(count):
+                self._detail(buf, index * length, families[index], states[index])
+
+    def _bulk_details(
+        self,
+        view: memoryview,
+        length: int,
+        count: int,
+        family: int,
+        states: bytes,
+        histogram: Counter[int],
+    ) -> None:
+        details = self.details
+        assert details is not None
+        end = count * length
+        half, quarter = length // 2, length // 4
+
+        def u16(offset: int) -> memoryview:
+            return view[offset : offset + end - length + 2].cast("H")[::half]
+
+        def u32(offset: int) -> memoryview:
+            return view[offset : offset + end - length + 4].cast("I")[::quarter]
+
+        def addresses(offset: int) -> Any:
+            if family == AF_INET:
+                return u32(offset)
+            return zip(u32(offset), u32(offset + 4), u32(offset + 8), u32(offset + 12), strict=True)
+
+        def chosen(state: int, column: Any) -> Any:
+            if histogram[state] == count:
+                return column
+            return compress(column, states.translate(_SELECT[state]))
+
+        if histogram.get(1):  # ESTABLISHED with the keepalive timer pending
+            pairs = array("H", view[17 : 17 + end - length + 2].cast("H")[::half].tobytes())
+            details.established_keepalive += pairs.count(_KEEPALIVE_PAIR)
+        if number := histogram.get(6):  # TIME_WAIT
+            details.time_wait_by_local_port.add_all(chosen(6, u16(20)), number)
+            details.time_wait_by_remote_address.add_all(chosen(6, addresses(40)), number)
+            details.time_wait_by_remote.add_all(
+                zip(chosen(6, addresses(40)), chosen(6, u16(22)), strict=True), number
+            )
+        if number := histogram.get(8):  # CLOSE_WAIT: local endpoint and inode
+            endpoints = zip(chosen(8, addresses(24)), chosen(8, u16(20)), strict=True)
+            inodes = array("Q", chosen(8, u32(84))) if details.keep_inodes else array("Q")
+            ports = array("H", chosen(8, u16(20))) if details.keep_inodes else array("H")
+            if _LITTLE:
+                ports.byteswap()
+            details.close_wait_bulk(endpoints, number, inodes, ports)
+        if number := histogram.get(5):  # FIN_WAIT_2: inode 0 means orphaned
+            orphaned = array("I", chosen(5, u32(84))).count(0)
+            details.fin_wait2_orphaned += orphaned
+            details.fin_wait2_held += number - orphaned
+        if histogram.get(10):  # LISTEN: few, decoded one by one
+            buf = view.obj
+            assert isinstance(buf, bytearray)
+            index = states.find(10)
+            while index >= 0:
+                _listener(details, buf, index * length, family)
+                index = states.find(10, index + 1)
+
+    # ------------------------------------------------------------- one by one
+
+    def _messages(self, buf: bytearray, offset: int, size: int) -> None:
+        by_family = self.by_family
+        want = self.details is not None
+        while offset + 16 <= size:
+            length, kind, flags = _HEADER.unpack_from(buf, offset)
+            if length < 16:
+                raise SockDiagError(f"malformed netlink message (length {length})")
+            if flags & NLM_F_DUMP_INTR:
+                self.interrupted = True
+            if kind == TCPDIAG_GETSOCK:
+                family, state = buf[offset + 16], buf[offset + 17]
+                counts = by_family.get(family)
+                if counts is None:
+                    raise SockDiagError(f"unexpected address family {family}")
+                counts[state] += 1
+                if want:
+                    self._detail(buf, offset, family, state)
+            elif kind == NLMSG_DONE:
+                self.done = True
+                return
+            elif kind == NLMSG_ERROR:
+                (error,) = _ERROR.unpack_from(buf, offset + 16)
+                if error != 0:  # 0 is an ACK, not an error
+                    raise SockDiagError(f"dump refused: {os.strerror(-error)}")
+            offset += (length + 3) & ~3
+
+    def _detail(self, buf: bytearray, offset: int, family: int, state: int) -> None:
+        details = self.details
+        assert details is not None
+        if state == 1:
+            details.established(buf[offset + 18])
+        elif state == 6:
+            details.time_wait(
+                _PORT.unpack_from(buf, offset + 20)[0],
+                _address_key(buf, offset + 40, family),
+                _PORT.unpack_from(buf, offset + 22)[0],
+            )
+        elif state == 8:
+            raw_port = _PORT.unpack_from(buf, offset + 20)[0]
+            details.close_wait(
+                _address_key(buf, offset + 24, family),
+                raw_port,
+                decode_port(raw_port),
+                _IPV4.unpack_from(buf, offset + 84)[0],
+            )
+        elif state == 5:
+            details.fin_wait2(_IPV4.unpack_from(buf, offset + 84)[0])
+        elif state == 10:
+            _listener(details, buf, offset, family)
+
+
+def _address_key(buf: bytearray, offset: int, family: int) -> Any:
+    if family == AF_INET:
+        return _IPV4.unpack_from(buf, offset)[0]
+    return _IPV6.unpack_from(buf, offset)
+
+
+def _listener(details: DetailsBuilder, buf: bytearray, offset: int, family: int) -> None:
+    """Record a LISTEN socket (rare: decoded at once)."""
+    _expires, rqueue, wqueue, uid, inode = _TAIL.unpack_from(buf, offset + 68)
+    port = decode_port(_PORT.unpack_from(buf, offset + 20)[0])
+    address = decode_address(_address_key(buf, offset + 24, family))
+    details.listener(Endpoint(address, port), rqueue, wqueue, inode, uid)

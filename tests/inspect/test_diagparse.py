@@ -1,0 +1,124 @@
+"""Bulk parsing of fixed-size dump chunks gives what the message-by-message loop gives."""
+
+from __future__ import annotations
+
+import random
+import socket
+import struct
+
+import pytest
+
+from tcptune.inspect.diagparse import DumpParser, SockDiagError
+from tcptune.inspect.sockdiag import details_builder
+from tcptune.model.snapshot import SocketDetails
+
+MULTI = 0x2
+
+
+def message(
+    state: int,
+    *,
+    family: int = socket.AF_INET,
+    timer: int = 0,
+    local: tuple[str, int] = ("127.0.0.1", 8080),
+    remote: tuple[str, int] = ("127.0.0.2", 40000),
+    inode: int = 0,
+    size: int = 96,
+) -> bytes:
+    """Return one inet_diag_msg reply of ``size`` bytes (attributes as zero padding)."""
+
+    def raw(address: str) -> bytes:
+        return socket.inet_pton(family, address).ljust(16, b"\0")
+
+    body = (
+        struct.pack("=BBBB", family, state, timer, 0)
+        + struct.pack("!HH", local[1], remote[1])
+        + raw(local[0])
+        + raw(remote[0])
+        + struct.pack("=I8sIIIII", 0, bytes(8), 0, 0, 0, 0, inode)
+    )
+    body = body.ljust(size - 16, b"\0")
+    return struct.pack("=IHHII", size, 18, MULTI, 1, 0) + body
+
+
+def _random_messages(rng: random.Random, family: int, size: int, count: int) -> list[bytes]:
+    prefix = "127.0.{}.{}" if family == socket.AF_INET else "fd00::{:x}:{:x}"
+    states = [1, 1, 5, 6, 6, 6, 8, 10, 3]
+    out = []
+    for _ in range(count):
+        state = rng.choice(states)
+        out.append(
+            message(
+                state,
+                family=family,
+                timer=rng.choice([0, 2]),
+                local=(prefix.format(rng.randrange(3), 1), rng.choice([80, 8080, 40001])),
+                remote=(
+                    prefix.format(rng.randrange(2), rng.randrange(1, 40)),
+                    rng.randrange(1024, 1100),
+                ),
+                inode=rng.choice([0, rng.randrange(1, 10**6)]),
+                size=size,
+            )
+        )
+    return out
+
+
+def _parse(chunks: list[bytes]) -> tuple[list[int], list[int], SocketDetails]:
+    ipv4, ipv6 = [0] * 256, [0] * 256
+    details = details_builder()
+    parser = DumpParser(ipv4, ipv6, details)
+    for chunk in chunks:
+        parser.feed(bytearray(chunk), len(chunk))
+    return ipv4, ipv6, details.build()
+
+
+@pytest.mark.parametrize(("family", "size"), [(socket.AF_INET, 96), (socket.AF_INET6, 124)])
+def test_bulk_chunks_read_like_single_messages(family: int, size: int) -> None:
+    messages = _random_messages(random.Random(size), family, size, 400)
+    bulk = _parse([b"".join(messages[:250]), b"".join(messages[250:])])
+    single = _parse(messages)  # one message per chunk: the message-by-message loop
+    assert bulk[:2] == single[:2]
+    a, b = bulk[2], single[2]
+    assert (a.established_keepalive, a.fin_wait2_orphaned, a.fin_wait2_held) == (
+        b.established_keepalive,
+        b.fin_wait2_orphaned,
+        b.fin_wait2_held,
+    )
+    assert list(a.close_wait_inodes.items()) == list(b.close_wait_inodes.items())
+    assert a.listeners == b.listeners
+    for name in (
+        "close_wait_by_local",
+        "time_wait_by_remote",
+        "time_wait_by_remote_address",
+        "time_wait_by_local_port",
+    ):
+        assert dict(getattr(a, name)) == dict(getattr(b, name)), name
+        assert getattr(a, name).total == getattr(b, name).total
+
+
+def test_mixed_families_and_sizes_fall_back_and_still_count() -> None:
+    rng = random.Random(1)
+    messages = _random_messages(rng, socket.AF_INET, 96, 30) + _random_messages(
+        rng, socket.AF_INET6, 96, 30
+    )
+    rng.shuffle(messages)
+    odd = message(1, size=124)
+    ipv4, ipv6, _details = _parse([b"".join(messages), b"".join(messages[:10]) + odd])
+    assert sum(ipv4) + sum(ipv6) == 60 + 10 + 1
+
+
+def test_interrupted_chunk_is_noticed_even_when_uniform() -> None:
+    messages = [message(6) for _ in range(20)]
+    flagged = bytearray(b"".join(messages))
+    struct.pack_into("=H", flagged, 6, MULTI | 0x10)  # NLM_F_DUMP_INTR on the first
+    parser = DumpParser([0] * 256, [0] * 256)
+    parser.feed(flagged, len(flagged))
+    assert parser.interrupted
+
+
+def test_unknown_family_is_an_error() -> None:
+    bad = message(1, family=socket.AF_INET)
+    bad = bad[:16] + bytes([99]) + bad[17:]
+    with pytest.raises(SockDiagError, match="unexpected address family 99"):
+        DumpParser([0] * 256, [0] * 256).feed(bytearray(bad * 10), len(bad) * 10)
