@@ -84,11 +84,12 @@ class Evidence:
         details = self.details
         if details is None or not self.owners:
             return {}
-        # Listeners matter only where several share an address (the reuseport
-        # check names every holder); each CLOSE_WAIT socket needs one holder.
+        # Listeners' owners are named only where several share an address
+        # (the reuseport check). Every holder is wanted: the outputs name each
+        # process holding a CLOSE_WAIT socket, forked children included.
         by_local: Counter[str] = Counter(str(item.local) for item in details.listeners)
         shared = [item.inode for item in details.listeners if by_local[str(item.local)] > 1]
-        return socket_holders(self.procfs, details.close_wait_inodes, every_holder=shared)
+        return socket_holders(self.procfs, [*details.close_wait_inodes, *shared])
 
     def close_wait_by_process(self) -> dict[str, int] | None:
         """Return CLOSE_WAIT sockets per process name, each socket once per name; None if unknown.

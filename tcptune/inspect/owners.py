@@ -25,24 +25,22 @@ class Owner:
 
 
 def socket_holders(
-    procfs: ProcFS, inodes: Iterable[int], every_holder: Iterable[int] = ()
+    procfs: ProcFS, inodes: Iterable[int], *, first_holder: bool = False
 ) -> dict[int, list[int]]:
-    """Return ``{inode: [pid, ...]}`` for the wanted inodes.
+    """Return ``{inode: [pid, ...]}`` for the wanted inodes (forked children share sockets).
 
     Every process's descriptors are read, whoever owns the process: a socket's
     uid says who created it, not who holds it now (nginx workers hold sockets
     root created). Each readlink goes through a directory descriptor, so it
-    resolves one path component instead of four. For ``inodes`` the first
-    holder is enough, so the walk stops once each has one; the inodes in
-    ``every_holder`` (forked children share sockets) keep it going to the end.
+    resolves one path component instead of four. With ``first_holder`` the
+    walk stops once every inode has a holder: only for callers that do not
+    name every holder (the audit's outputs do, so it reads everything).
     """
     wanted = {f"socket:[{inode}]" for inode in inodes if inode}
-    everyone = {f"socket:[{inode}]" for inode in every_holder if inode}
-    wanted |= everyone
     holders: dict[int, list[int]] = {}
     if not wanted:
         return holders
-    missing = len(wanted) - len(everyone)  # inodes still without a holder
+    missing = len(wanted)  # inodes still without a holder
     proc = str(procfs.root)
     try:
         pids = [entry for entry in os.listdir(proc) if entry.isdigit()]
@@ -66,16 +64,15 @@ def socket_holders(
                     found = holders.get(inode)
                     if found is None:
                         holders[inode] = [int(pid)]
-                        if link not in everyone:
-                            missing -= 1
+                        missing -= 1
                     elif int(pid) not in found:
                         found.append(int(pid))
         except OSError:
             continue
         finally:
             os.close(fd_dir)
-        if not missing and not everyone:
-            break  # every wanted socket has a holder, and none needs them all
+        if first_holder and not missing:
+            break  # every wanted socket has a holder
     return holders
 
 

@@ -172,3 +172,24 @@ def test_server_side_time_wait_is_summed_by_local_port_in_bulk(lab: SocketLab) -
         assert details.time_wait_by_remote_address.heavy() == []  # 300 distinct clients
         assert details.time_wait_by_remote.total == 300
         assert len(details.time_wait_by_remote) <= details.time_wait_by_remote.capacity
+
+
+@pytest.mark.kernel
+def test_owner_walk_names_every_holder_unless_one_is_enough(lab: SocketLab) -> None:
+    import os
+    import subprocess
+
+    from tcptune.inspect.owners import socket_holders
+
+    (conn,) = lab.close_wait(1)
+    assert conn.server is not None
+    inode = os.fstat(conn.server.fileno()).st_ino
+    child = subprocess.Popen(["sleep", "30"], pass_fds=[conn.server.fileno()])
+    try:
+        every = socket_holders(ProcFS(), [inode])
+        first = socket_holders(ProcFS(), [inode], first_holder=True)
+    finally:
+        child.kill()
+        child.wait()
+    assert sorted(every[inode]) == sorted([os.getpid(), child.pid])
+    assert len(first[inode]) == 1 and first[inode][0] in every[inode]
