@@ -24,6 +24,14 @@ CliRun = Callable[..., tuple[int, str, str]]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep every tcptune subprocess's BTF layout cache out of the host's /var/cache."""
+    import os
+    import tempfile
+
+    os.environ.setdefault("TCPTUNE_BTF_CACHE", tempfile.mkdtemp(prefix="tcptune-btf-"))
+
+
 @pytest.fixture
 def container_proc() -> ProcFS:
     """Return a procfs tree copied from a real container namespace (kernel 6.18)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from tcptune.advise import aborts, keepalive, settings, teardown
+from tcptune.advise import aborts, keepalive, settings, sockopts, teardown
 from tcptune.advise.base import Evidence, FindingDoc
 from tcptune.model.findings import Finding, is_ignored
 from tcptune.model.snapshot import Counters
@@ -16,9 +16,16 @@ if TYPE_CHECKING:
 Check = Callable[[Evidence], Iterator[Finding]]
 
 # Order is the report's order: settings first, then sockets, then counters.
-CHECKS: tuple[Check, ...] = (*settings.CHECKS, *keepalive.CHECKS, *teardown.CHECKS, *aborts.CHECKS)
+CHECKS: tuple[Check, ...] = (
+    *settings.CHECKS,
+    *keepalive.CHECKS,
+    *sockopts.CHECKS,
+    *teardown.CHECKS,
+    *aborts.CHECKS,
+)
 DOCS: Mapping[str, FindingDoc] = {
-    doc.id: doc for doc in (*settings.DOCS, *keepalive.DOCS, *teardown.DOCS, *aborts.DOCS)
+    doc.id: doc
+    for doc in (*settings.DOCS, *keepalive.DOCS, *sockopts.DOCS, *teardown.DOCS, *aborts.DOCS)
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from tcptune.advise import sockopts
 from tcptune.advise.base import Evidence, FindingDoc, finding
 from tcptune.model.findings import Finding, Severity
 from tcptune.model.snapshot import keepalive_detection_seconds
@@ -97,7 +98,27 @@ def check_keepalive(ev: Evidence) -> Iterator[Finding]:
     established = ev.count(TcpState.ESTABLISHED)
     evidence = [f"dead peer noticed after {duration(total)} ({total} s) of silence"]
     armed = ev.details.established_keepalive if ev.details else None
-    if armed is not None:
+    facts = sockopts.inventory(ev)
+    reach: dict[str, object] = {}
+    if facts is not None:
+        reached, total_keepalive, own = sockopts.keepalive_reach(facts)
+        line = (
+            f"the tcp_keepalive_* sysctls reach {reached} of {total_keepalive} keepalive "
+            "sockets (read from the kernel)"
+        )
+        if own:
+            who = sockopts.named(own, sockopts.idle_seconds)
+            line += (
+                f"; {sum(g.sockets for g in own)} sockets in {sockopts.process_count(own)} "
+                f"set their own TCP_KEEPIDLE ({who}): a change of "
+                "tcp_keepalive_time does not reach them"
+            )
+        evidence.append(line)
+        reach = {"reached": reached, "keepalive_sockets": total_keepalive}
+        reach["own_idle"] = [
+            {"process": g.name, "sockets": g.sockets, "idle": g.common} for g in own
+        ]
+    elif armed is not None:
         evidence.append(keepalive_armed_text(armed, established))
     late = [name for name, timeout in MIDDLEBOX_IDLE_TIMEOUTS if idle >= timeout]
     if late:
@@ -123,6 +144,7 @@ def check_keepalive(ev: Evidence) -> Iterator[Finding]:
             "keepalive_armed": armed,
             "established": established,
             "late_for": late,
+            **reach,
         },
     )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import NoReturn
 
-from tcptune.cli import changes, inspection, reference  # noqa: F401  (registers commands)
+from tcptune.cli import changes, inspection, reference, sockets  # noqa: F401  (registers commands)
 from tcptune.cli.group import cli
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from tcptune.cli.group import NETNS_LABEL, PROFILE_DIR_OPTION, SECONDS, cli
+from tcptune.cli.sockets import BTF_CACHE_OPTION, bpf_seams, report_unavailable
 from tcptune.exitcodes import ExitStatus, TcptuneError
 
 
@@ -68,6 +69,15 @@ from tcptune.exitcodes import ExitStatus, TcptuneError
     help="Where to read socket states: auto uses netlink sock_diag on the live "
     "/proc and the /proc/net/tcp tables otherwise.",
 )
+@click.option(
+    "--options/--no-options",
+    "socket_options",
+    default=None,
+    help="Read every TCP socket's options with a BPF iterator (needs CAP_BPF and "
+    "CAP_PERFMON). Default: read them when possible, else say why once and infer "
+    "from timers; --options makes their absence an incomplete inspection (3).",
+)
+@BTF_CACHE_OPTION
 @click.pass_obj
 def audit(
     procfs: Any,
@@ -80,6 +90,8 @@ def audit(
     owners: bool,
     interval: float | None,
     source: str,
+    socket_options: bool | None,
+    btf_cache: Path | None,
 ) -> ExitStatus:
     """Report TCP settings, sockets per state and counters, with findings.
 
@@ -92,6 +104,7 @@ def audit(
       tcptune --proc-root /host/proc audit --source procfs
       tcptune audit --format check          a Nagios/Icinga check
       tcptune audit --format prometheus --output DIR/tcptune.prom
+      sudo tcptune audit --options           fail (3) if options are unseen
 
     \b
     Exit status: 0 healthy, 1 warnings, 2 critical, 3 the inspection was
@@ -120,7 +133,10 @@ def audit(
         ignore=ignore,
         interval=interval,
         owners=owners,
+        options=None if socket_options is False else bpf_seams(btf_cache),
+        options_required=bool(socket_options),
     )
+    report_unavailable(result.snapshot.sockopts)
     _emit(metrics.audit_output(result, chosen), output)
     for problem in result.snapshot.problems if chosen != "check" else ():
         click.echo(f"tcptune: incomplete: {problem.source}: {problem.message}", err=True)

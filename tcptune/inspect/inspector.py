@@ -8,6 +8,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tcptune.inspect.counters import read_counters
 from tcptune.inspect.procfs import ProcFS, ProcReadError, describe_os_error
@@ -25,6 +26,9 @@ from tcptune.model.snapshot import (
 from tcptune.model.sysctls import AUXILIARY_SYSCTLS, KNOWN_SYSCTLS, Scope, SysctlSpec
 from tcptune.model.tcpstates import TcpState
 from tcptune.model.values import SysctlValue, parse
+
+if TYPE_CHECKING:  # the BPF loader is imported only when socket options are read
+    from tcptune.inspect.sockopts import BpfSeams
 
 LIVE_PROC = Path("/proc")
 NetlinkFactory = Callable[[], socket.socket]  # opens a NETLINK_SOCK_DIAG socket (injectable)
@@ -194,11 +198,16 @@ def inspect(
     netns_name: str | None = None,
     clock: float | None = None,
     netlink: NetlinkFactory | None = None,
+    options: BpfSeams | None = None,
+    options_required: bool = False,
 ) -> Snapshot:
     """Read settings, socket states and counters into a Snapshot; never raises for bad files.
 
     ``details`` also aggregates per-socket facts in the same pass;
-    ``socket_inodes`` keeps CLOSE_WAIT inodes for attribution to processes.
+    ``socket_inodes`` keeps CLOSE_WAIT inodes for attribution to processes;
+    ``options`` reads every socket's options with the BPF iterator (and their
+    owners with ``socket_inodes``); unavailable options are a problem only if
+    ``options_required``.
     """
     procfs = procfs or ProcFS(LIVE_PROC)
     problems: list[Problem] = []
@@ -218,6 +227,26 @@ def inspect(
             continue
     sockets = read_sockets(procfs, source, details, problems, netlink, socket_inodes)
     counters = read_counters(procfs, problems)
+    sockopts = None
+    if options is not None and procfs.root != LIVE_PROC and options_required:
+        from tcptune.model.sockopts import InventoryStatus
+
+        reason = f"socket options not available: {procfs.root} is not the live /proc"
+        sockopts = InventoryStatus(None, reason, reason, requested=True)
+        problems.append(Problem("socket options (BPF iterator)", reason))
+    elif options is not None and procfs.root == LIVE_PROC:
+        from tcptune.inspect.sockopts import read_inventory
+
+        idle = sysctls["net.ipv4.tcp_keepalive_time"].value
+        sockopts = read_inventory(
+            procfs,
+            idle if isinstance(idle, int) else None,
+            seams=options,
+            owners=socket_inodes,
+            requested=options_required,
+        )
+        if sockopts.unavailable and options_required:
+            problems.append(Problem("socket options (BPF iterator)", sockopts.unavailable))
     return Snapshot(
         taken_at=time.time() if clock is None else clock,
         context=context,
@@ -226,6 +255,7 @@ def inspect(
         counters=counters,
         problems=tuple(problems),
         auxiliary=auxiliary,
+        sockopts=sockopts,
     )
 
 

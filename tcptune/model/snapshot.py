@@ -6,11 +6,15 @@ import enum
 from array import array
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tcptune.model.heavyhitters import TopCounts
 from tcptune.model.sysctls import SysctlSpec
 from tcptune.model.tcpstates import TcpState
 from tcptune.model.values import SysctlValue
+
+if TYPE_CHECKING:  # sockopts.py builds on Endpoint below
+    from tcptune.model.sockopts import InventoryStatus
 
 
 class ReadStatus(enum.Enum):
@@ -185,6 +189,7 @@ class Snapshot:
     counters: Counters
     problems: tuple[Problem, ...]
     auxiliary: Mapping[str, SysctlValue] = field(default_factory=dict)
+    sockopts: InventoryStatus | None = None  # every socket's options (BPF), or why not
 
     @property
     def complete(self) -> bool:

@@ -28,6 +28,7 @@ from tcptune.output.common import (
     table,
 )
 from tcptune.output.escape import terminal_safe
+from tcptune.output.sockets import inventory_dict, inventory_lines
 
 # --------------------------------------------------------------------------- JSON
 
@@ -113,6 +114,7 @@ def audit_dict(
         },
         "keepalive": {"detection_seconds": keepalive_detection_seconds(snapshot)},
         "sockets": _sockets_dict(snapshot.sockets) if snapshot.sockets else None,
+        "socket_options": inventory_dict(snapshot.sockopts),
         "counters": {
             "sockstat": {
                 k: dict(v) for k, v in snapshot.counters.sockstat.items() if k in ("TCP", "TCP6")
@@ -272,6 +274,8 @@ def audit_text(
     if snapshot.sockets is not None:
         parts += ["Sockets by state", indent(states_text(snapshot.sockets))]
         parts += [f"  note: {note}" for note in snapshot.sockets.notes]
+        for line in inventory_lines(snapshot.sockopts):
+            parts += _wrap(f"options: {line}", "  ", "    ")
         parts.append("")
     parts += ["Counters (since boot)", indent(counters_text(snapshot)), ""]
     if profile:

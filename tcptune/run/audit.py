@@ -17,6 +17,7 @@ from tcptune.model.findings import Finding, exit_status
 from tcptune.model.snapshot import Snapshot
 
 if TYPE_CHECKING:
+    from tcptune.inspect.sockopts import BpfSeams
     from tcptune.profiles import Profile
 
 
@@ -48,8 +49,14 @@ def run_audit(
     netns_name: str | None = None,
     owners: bool = True,
     sleep: Callable[[float], None] = time.sleep,
+    options: BpfSeams | None = None,
+    options_required: bool = False,
 ) -> AuditResult:
-    """Inspect, compare with ``profile`` if given, and return the findings."""
+    """Inspect, compare with ``profile`` if given, and return the findings.
+
+    ``options`` reads every socket's options (BPF); ``options_required``
+    makes their absence an incomplete inspection.
+    """
     loaded = None
     if profile:
         from tcptune.profiles import ProfileLocator  # only now: profiles need tomllib
@@ -63,13 +70,25 @@ def run_audit(
         started = time.monotonic()
         sleep(interval)
         snapshot = inspect(
-            procfs, source=source, details=True, socket_inodes=owners, netns_name=netns_name
+            procfs,
+            source=source,
+            details=True,
+            socket_inodes=owners,
+            netns_name=netns_name,
+            options=options,
+            options_required=options_required,
         )
         elapsed = max(time.monotonic() - started, 1e-9)
         rates = counter_rates(first.counters, snapshot.counters, elapsed)
     else:
         snapshot = inspect(
-            procfs, source=source, details=True, socket_inodes=owners, netns_name=netns_name
+            procfs,
+            source=source,
+            details=True,
+            socket_inodes=owners,
+            netns_name=netns_name,
+            options=options,
+            options_required=options_required,
         )
     evidence = Evidence(snapshot, procfs, loaded, rates, interval, owners)
     findings = tuple(advise(evidence, ignore))

@@ -1,0 +1,1 @@
+"""Read kernel objects with BPF iterators through bpf(2): BTF, instructions, loader."""

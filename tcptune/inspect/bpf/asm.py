@@ -1,0 +1,81 @@
+"""A tiny eBPF instruction builder: one function per instruction shape, named as read.
+
+Encoding: struct bpf_insn in include/uapi/linux/bpf.h (opcode byte, dst and
+src register nibbles, a signed 16-bit offset, a signed 32-bit immediate);
+the opcode classes and modes are Documentation/bpf/standardization/
+instruction-set.rst. Only what the iterator programs use is here.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+_INSN = struct.Struct("<BBhi")
+
+# Instruction classes
+LDX, ST, STX, JMP, ALU64 = 0x01, 0x02, 0x03, 0x05, 0x07
+MEM = 0x60  # load/store mode: [reg + off]
+SIZES = {1: 0x10, 2: 0x08, 4: 0x00, 8: 0x18}  # BPF_B, BPF_H, BPF_W, BPF_DW
+K, X = 0x00, 0x08  # source: the immediate, or the src register
+ADD, MOV = 0x00, 0xB0
+JEQ, JNE, CALL, EXIT = 0x10, 0x50, 0x80, 0x90
+
+# Registers: r0 return value, r1-r5 arguments (clobbered by calls),
+# r6-r9 kept across calls, r10 the read-only frame pointer.
+R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10 = range(11)
+
+
+def insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
+    """Return one encoded 8-byte instruction."""
+    return _INSN.pack(code, dst | (src << 4), off, imm)
+
+
+def mov_reg(dst: int, src: int) -> bytes:
+    """dst = src (64-bit)."""
+    return insn(ALU64 | MOV | X, dst, src)
+
+
+def mov_imm(dst: int, imm: int) -> bytes:
+    """dst = imm (sign-extended to 64 bits)."""
+    return insn(ALU64 | MOV | K, dst, imm=imm)
+
+
+def add_imm(dst: int, imm: int) -> bytes:
+    """dst += imm."""
+    return insn(ALU64 | ADD | K, dst, imm=imm)
+
+
+def load(size: int, dst: int, src: int, off: int) -> bytes:
+    """dst = *(u<size*8> *)(src + off), zero-extended."""
+    return insn(LDX | MEM | SIZES[size], dst, src, off)
+
+
+def store(size: int, dst: int, off: int, src: int) -> bytes:
+    """*(u<size*8> *)(dst + off) = src."""
+    return insn(STX | MEM | SIZES[size], dst, src, off)
+
+
+def jump_if_zero(reg: int, skip: int) -> bytes:
+    """if reg == 0: skip the next ``skip`` instructions."""
+    return insn(JMP | JEQ | K, reg, off=skip, imm=0)
+
+
+def call(helper: int) -> bytes:
+    """r0 = helper(r1, ..., r5); r1-r5 are clobbered."""
+    return insn(JMP | CALL, imm=helper)
+
+
+def exit_() -> bytes:
+    """Return r0 to the kernel."""
+    return insn(JMP | EXIT)
+
+
+def program(parts: Sequence[bytes]) -> bytes:
+    """Join instructions into the byte string BPF_PROG_LOAD takes."""
+    return b"".join(parts)
+
+
+def disassemble(code: bytes) -> list[tuple[int, int, int, int, int]]:
+    """Return (opcode, dst, src, off, imm) per instruction, for tests and --debug."""
+    return [(op, regs & 0xF, regs >> 4, off, imm) for op, regs, off, imm in _INSN.iter_unpack(code)]

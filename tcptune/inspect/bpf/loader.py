@@ -1,0 +1,127 @@
+"""A generic BPF iterator: build a record-copying program, load it, read its output.
+
+The program shape is the same for every iterator target (tcp here, task_file
+for owners later): take the object from the context, optionally convert it
+with a helper (bpf_skc_to_tcp_sock), copy a few fields into a fixed-size
+record on the stack with plain loads (the verifier checks each against BTF),
+and append the record to the seq_file with bpf_seq_write.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tcptune.inspect.bpf import asm
+from tcptune.inspect.bpf.asm import R0, R1, R2, R3, R6, R7, R8, R10
+from tcptune.inspect.bpf.syscall import Bpf, read_all
+
+LICENSE = b"GPL"  # bpf_seq_write and the BTF-typed loads are GPL-only
+MAX_STACK = 512  # the verifier's stack limit per frame
+
+
+@dataclass(frozen=True)
+class Read:
+    """One value copied into the record: follow ``pointers`` from the base, then load."""
+
+    name: str
+    from_ctx: bool  # base: the context (True) or the iterated object (False)
+    pointers: tuple[int, ...]  # offsets of 8-byte pointers dereferenced on the way
+    offset: int  # offset of the value in the last struct
+    size: int  # 1, 2, 4 or 8 bytes per load
+    pieces: int = 1  # an array: this many consecutive loads of ``size``
+
+
+@dataclass(frozen=True)
+class IterProgram:
+    """Everything the builder needs, all resolved from BTF by name beforehand."""
+
+    attach_btf_id: int  # the FUNC bpf_iter_<target>
+    meta_offset: int  # ctx->meta
+    seq_offset: int  # meta->seq
+    object_offset: int  # ctx-><object>
+    seq_write: int  # BPF_FUNC_seq_write
+    convert: int | None  # a helper turning the object into the type the reads expect
+    reads: tuple[Read, ...]
+
+
+def layout(reads: Sequence[Read]) -> tuple[dict[str, int], int]:
+    """Return each read's offset in the record (largest first, so all are aligned) and its size."""
+    offsets: dict[str, int] = {}
+    position = 0
+    for read in sorted(reads, key=lambda item: -item.size):
+        offsets[read.name] = position
+        position += read.size * read.pieces
+    size = (position + 7) // 8 * 8
+    if size > MAX_STACK:
+        raise ValueError(f"record of {size} bytes exceeds the BPF stack")
+    return offsets, size
+
+
+_OUT = b"OUT"  # placeholder (4 bytes, never an 8-byte instruction): jump to the end
+
+
+def build(spec: IterProgram) -> bytes:
+    """Return the program's instructions."""
+    offsets, size = layout(spec.reads)
+    record = -size  # the record sits at the top of the stack: r10 - size
+    code: list[bytes] = [
+        # r6 = ctx; r7 = ctx->meta->seq, the seq_file the record is written to
+        asm.mov_reg(R6, R1),
+        asm.load(8, R7, R6, spec.meta_offset),
+        asm.load(8, R7, R7, spec.seq_offset),
+        # r8 = the object; NULL on the final call that ends the iteration
+        asm.load(8, R8, R6, spec.object_offset),
+        _OUT + bytes([R8]),
+    ]
+    if spec.convert is not None:
+        # r8 = convert(r8), skipping objects it refuses (NULL)
+        code += [asm.mov_reg(R1, R8), asm.call(spec.convert), _OUT + bytes([R0])]
+        code += [asm.mov_reg(R8, R0)]
+    for read in spec.reads:
+        # r1 = the value: walk the pointers (each load checked against BTF), then load
+        base = R6 if read.from_ctx else R8
+        for pointer in read.pointers:
+            code.append(asm.load(8, R1, base, pointer))
+            base = R1
+        for piece in range(read.pieces):
+            step = piece * read.size
+            code.append(asm.load(read.size, R2, base, read.offset + step))
+            # record[name] = r2
+            code.append(asm.store(read.size, R10, record + offsets[read.name] + step, R2))
+    code += [
+        # bpf_seq_write(seq, record, size)
+        asm.mov_reg(R1, R7),
+        asm.mov_reg(R2, R10),
+        asm.add_imm(R2, record),
+        asm.mov_imm(R3, size),
+        asm.call(spec.seq_write),
+        # return 0
+        asm.mov_imm(R0, 0),
+        asm.exit_(),
+    ]
+    out = len(code) - 2
+    return asm.program(
+        [
+            asm.jump_if_zero(part[3], out - index - 1) if len(part) == len(_OUT) + 1 else part
+            for index, part in enumerate(code)
+        ]
+    )
+
+
+def run(bpf: Bpf, code: bytes, attach_btf_id: int, name: bytes, limit: int) -> bytes:
+    """Load ``code``, attach it, and return everything one iteration writes."""
+    prog = bpf.prog_load(code, attach_btf_id, name, LICENSE)
+    try:
+        link = bpf.link_create(prog)
+        try:
+            iterator = bpf.iter_create(link)
+            try:
+                return read_all(iterator, limit)
+            finally:
+                os.close(iterator)
+        finally:
+            os.close(link)
+    finally:
+        os.close(prog)

@@ -1,0 +1,141 @@
+"""bpf(2) through ctypes: load a program, create a link and an iterator, read it out.
+
+Constants are the stable UAPI of include/uapi/linux/bpf.h (tests compare
+them with the running kernel's BTF enums). Errors become BpfError with the
+errno and, for a refused program, the verifier's log.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+import struct
+
+# __NR_bpf per architecture (arch/*/include/uapi/asm/unistd*.h, the syscall tables)
+SYSCALL_NUMBERS = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
+# enum bpf_cmd
+BPF_PROG_LOAD, BPF_LINK_CREATE, BPF_ITER_CREATE = 5, 28, 33
+# enum bpf_prog_type, enum bpf_attach_type
+BPF_PROG_TYPE_TRACING = 26
+BPF_TRACE_ITER = 28
+ATTR_SIZE = 144  # at least every field we set; the kernel checks the rest is zero
+LOG_BYTES = 1 << 20
+READ_CHUNK = 1 << 20
+
+# union bpf_attr, the BPF_PROG_LOAD member up to attach_btf_obj_fd
+_PROG_LOAD = struct.Struct("<IIQQIIQII16sIIIIQIIQIIII")
+_LINK_CREATE = struct.Struct("<IIIIQI")  # prog_fd, target_fd, attach_type, flags, iter_info+len
+_ITER_CREATE = struct.Struct("<II")  # link_fd, flags
+
+
+class BpfError(Exception):
+    """A bpf(2) command failed; ``log`` holds the verifier's output for a refused program."""
+
+    def __init__(self, message: str, error: int, log: str = "") -> None:
+        super().__init__(message)
+        self.errno = error
+        self.log = log
+
+    @property
+    def last_log_line(self) -> str:
+        """Return the verifier's verdict: the log's last line before its statistics, or ''."""
+        lines = [line for line in self.log.splitlines() if line.strip()]
+        while lines and lines[-1].startswith(("processed ", "verification time", "stack depth")):
+            lines.pop()
+        return lines[-1] if lines else ""
+
+
+class Bpf:
+    """The bpf(2) system call; an instance per process is enough."""
+
+    def __init__(self, machine: str | None = None) -> None:
+        machine = machine or platform.machine()
+        if machine not in SYSCALL_NUMBERS:
+            raise BpfError(f"bpf(2) number unknown for {machine}", errno.ENOSYS)
+        self._number = SYSCALL_NUMBERS[machine]
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._libc.syscall.restype = ctypes.c_long
+
+    def call(self, command: int, attr: bytes, what: str) -> int:
+        """Run one bpf(2) command on ``attr``; return the result or raise BpfError."""
+        buffer = ctypes.create_string_buffer(attr.ljust(ATTR_SIZE, b"\0"), ATTR_SIZE)
+        result = self._libc.syscall(
+            ctypes.c_long(self._number),
+            ctypes.c_int(command),
+            buffer,
+            ctypes.c_uint(ATTR_SIZE),
+        )
+        if result < 0:
+            error = ctypes.get_errno()
+            raise BpfError(f"{what}: {os.strerror(error)}", error)
+        return int(result)
+
+    def prog_load(self, code: bytes, attach_btf_id: int, name: bytes, license_: bytes) -> int:
+        """Load a BPF_TRACE_ITER tracing program; on refusal retry once to fetch the log."""
+        insns = ctypes.create_string_buffer(code, len(code))
+        licence = ctypes.create_string_buffer(license_)
+        try:
+            return self._prog_load(insns, len(code) // 8, licence, attach_btf_id, name, None)
+        except BpfError as exc:
+            if exc.errno not in (errno.EACCES, errno.EINVAL):
+                raise
+            log = ctypes.create_string_buffer(LOG_BYTES)
+            try:  # the same load with a log: its last line says why
+                return self._prog_load(insns, len(code) // 8, licence, attach_btf_id, name, log)
+            except BpfError as again:
+                text = log.value.decode("utf-8", "replace")
+                raise BpfError(str(again), again.errno, text) from exc
+
+    def _prog_load(
+        self,
+        insns: ctypes.Array[ctypes.c_char],
+        count: int,
+        licence: ctypes.Array[ctypes.c_char],
+        attach_btf_id: int,
+        name: bytes,
+        log: ctypes.Array[ctypes.c_char] | None,
+    ) -> int:
+        attr = _PROG_LOAD.pack(
+            BPF_PROG_TYPE_TRACING,
+            count,
+            ctypes.addressof(insns),
+            ctypes.addressof(licence),
+            1 if log is not None else 0,  # log_level
+            len(log) if log is not None else 0,
+            ctypes.addressof(log) if log is not None else 0,
+            0,  # kern_version
+            0,  # prog_flags
+            name[:15],
+            0,  # prog_ifindex
+            BPF_TRACE_ITER,  # expected_attach_type
+            *(0, 0, 0, 0, 0, 0, 0),  # prog BTF, func_info, line_info: none
+            attach_btf_id,
+            0,  # attach_btf_obj_fd: 0 is vmlinux
+            0,
+        )
+        return self.call(BPF_PROG_LOAD, attr, "BPF_PROG_LOAD")
+
+    def link_create(self, prog_fd: int) -> int:
+        """Attach an iterator program to its target (no target-specific iter_info)."""
+        attr = _LINK_CREATE.pack(prog_fd, 0, BPF_TRACE_ITER, 0, 0, 0)
+        return self.call(BPF_LINK_CREATE, attr, "BPF_LINK_CREATE")
+
+    def iter_create(self, link_fd: int) -> int:
+        """Return a readable file descriptor that runs the program once per object."""
+        return self.call(BPF_ITER_CREATE, _ITER_CREATE.pack(link_fd, 0), "BPF_ITER_CREATE")
+
+
+def read_all(fd: int, limit: int) -> bytes:
+    """Read an iterator descriptor to its end, at most ``limit`` bytes."""
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = os.read(fd, READ_CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > limit:
+            raise BpfError(f"iterator output larger than {limit} bytes", errno.EFBIG)
+        chunks.append(chunk)

@@ -1,0 +1,211 @@
+"""Read every TCP socket's options in this network namespace, and who holds each socket.
+
+The BPF TCP iterator (inspect/bpf/) sees the options as the kernel stores
+them; owners are joined by socket inode (inspect/owners.py). Anything that
+stops the iterator (no privilege, no BTF, no iterator, a missing member, a
+refused program) becomes an InventoryStatus saying why, never an exception.
+The seams are parameters: the BTF file, the cache directory, the bpf(2)
+caller, the members wanted and the program builder.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tcptune.inspect.bpf import cache, loader, tcpiter
+from tcptune.inspect.bpf.btf import VMLINUX_BTF, BtfError, load_btf
+from tcptune.inspect.bpf.loader import IterProgram
+from tcptune.inspect.bpf.syscall import Bpf, BpfError
+from tcptune.inspect.procfs import ProcFS
+from tcptune.model.snapshot import Endpoint
+from tcptune.model.sockopts import (
+    SK_NO_REUSE,
+    InventoryStatus,
+    Process,
+    SocketInventory,
+    SocketOptions,
+)
+from tcptune.model.tcpstates import TcpState
+
+KERNEL_NOTES = Path("/sys/kernel/notes")
+MAX_OUTPUT = 1 << 31  # 2 GiB of records (~25 million sockets): a runaway bound
+PROGRAM_NAME = b"tcptune_sockopt"
+FALLBACK = "keepalive use is inferred from armed timers instead"
+# include/linux/sched.h MAX_SCHEDULE_TIMEOUT: sk_lingertime for SO_LINGER beyond it
+MAX_SCHEDULE_TIMEOUT = (1 << 63) - 1
+
+
+@dataclass(frozen=True)
+class BpfSeams:
+    """Where the inventory reaches the kernel; tests pass their own (inject, don't patch)."""
+
+    btf_path: Path = VMLINUX_BTF
+    notes_path: Path = KERNEL_NOTES
+    cache_dir: Path | None = None  # None: resolve from BTF every time
+    bpf: Callable[[], Bpf] = Bpf
+    wanted: Sequence[tcpiter.Wanted] = tcpiter.TCP_WANTED
+    build: Callable[[IterProgram], bytes] = loader.build
+    debug: list[str] = field(default_factory=list)  # filled with what happened, for --debug
+
+
+def read_inventory(
+    procfs: ProcFS,
+    keepalive_time: int | None,
+    *,
+    seams: BpfSeams | None = None,
+    owners: bool = True,
+    requested: bool = False,
+) -> InventoryStatus:
+    """Return every TCP socket's options and holders, or why they cannot be read."""
+    seams = seams or BpfSeams()
+    started = time.perf_counter()
+    try:
+        resolved, cached = _layout(procfs, seams)
+        code = seams.build(tcpiter.program_spec(resolved))
+        data = loader.run(seams.bpf(), code, resolved["attach_btf_id"], PROGRAM_NAME, MAX_OUTPUT)
+        rows = list(tcpiter.decode(data, resolved))
+    except BtfError as exc:
+        return _unavailable(f"kernel BTF: {exc}", str(exc), requested)
+    except BpfError as exc:
+        reason, detail = _bpf_reason(exc)
+        return _unavailable(reason, detail, requested)
+    except ValueError as exc:
+        return _unavailable(f"unexpected iterator output: {exc}", str(exc), requested)
+    hz = _hz(rows, keepalive_time)
+    sockets = tuple(_options(row, hz, resolved) for row in rows) if hz else ()
+    if rows and not hz:
+        reason = "cannot tell the kernel's HZ"
+        return _unavailable(reason, "tcp_keepalive_time unreadable", requested)
+    holders: dict[int, tuple[int, ...]] = {}
+    processes: dict[int, Process] = {}
+    if owners and sockets:
+        holders, processes = _owners(procfs, (s.inode for s in sockets))
+    cost = time.perf_counter() - started
+    inventory = SocketInventory(sockets, holders, processes, hz, cost, cached)
+    return InventoryStatus(inventory, requested=requested)
+
+
+def _unavailable(reason: str, detail: str, requested: bool) -> InventoryStatus:
+    return InventoryStatus(None, f"socket options not available: {reason}", detail, requested)
+
+
+def _bpf_reason(exc: BpfError) -> tuple[str, str]:
+    """Return the user's reason and the --debug detail for a failed bpf(2) command."""
+    if exc.errno == errno.EPERM:
+        return f"needs CAP_BPF and CAP_PERFMON ({exc})", str(exc)
+    if exc.errno == errno.ENOSYS:
+        return f"this kernel has no bpf(2) ({exc})", str(exc)
+    if exc.log:
+        return "the kernel's verifier refused the program", exc.last_log_line
+    return str(exc), str(exc)
+
+
+def _layout(procfs: ProcFS, seams: BpfSeams) -> tuple[dict[str, Any], bool]:
+    """Return the resolved layout, from the cache when this kernel's BTF was seen before."""
+    key = None
+    if seams.cache_dir is not None:
+        try:
+            release = procfs.read_text("sys/kernel/osrelease").strip()
+            question = repr([(w.name, w.paths, w.optional) for w in seams.wanted])
+            key = cache.btf_key(seams.btf_path, seams.notes_path, release, question)
+        except (OSError, ValueError) as exc:
+            seams.debug.append(f"BTF cache unused: {exc}")
+        if key is not None:
+            found = cache.load(seams.cache_dir, key)
+            if found is not None and _valid(found):
+                return found, True
+    resolved = tcpiter.resolve(load_btf(seams.btf_path), seams.wanted)
+    if key is not None and seams.cache_dir is not None:
+        try:
+            cache.store(seams.cache_dir, key, resolved)
+        except OSError as exc:
+            seams.debug.append(f"BTF cache not written: {exc}")
+    return resolved, False
+
+
+def _valid(resolved: dict[str, Any]) -> bool:
+    """Return whether a cached layout has the shape this version builds and decodes."""
+    try:
+        tcpiter.program_spec(resolved)
+        tcpiter.record_decoder(resolved)
+        return all(isinstance(resolved[k], int) for k in ("keepopen", "linger"))
+    except (KeyError, TypeError, ValueError, IndexError):
+        return False
+
+
+def _hz(rows: Sequence[Mapping[str, Any]], keepalive_time: int | None) -> int | None:
+    """Return jiffies per second: the namespace's tcp_keepalive_time in jiffies over seconds."""
+    if not rows or not keepalive_time:
+        return None
+    jiffies = int(rows[0]["netns_keepalive_time"])
+    hz = round(jiffies / keepalive_time)
+    return hz if hz > 0 else None
+
+
+def _options(row: Mapping[str, Any], hz: int, resolved: Mapping[str, Any]) -> SocketOptions:
+    """Return one record in seconds, with 0 ("use the sysctl") as None."""
+    ipv6 = row["family"] == 10  # AF_INET6
+    flags = int(row["flags"])
+    local = row.get("local6") if ipv6 else row["local4"]
+    remote = row.get("remote6") if ipv6 else row["remote4"]
+    linger2 = int(row["linger2"])
+    lingertime = int(row["lingertime"])
+    return SocketOptions(
+        inode=int(row["inode"]),
+        state=TcpState(row["state"]) if 1 <= row["state"] <= 11 else TcpState.CLOSE,
+        local=Endpoint(_address(local), int(row["local_port"])),
+        remote=Endpoint(_address(remote), int(row["remote_port"])),
+        uid=int(row["uid"]),
+        reuseaddr=row["reuse"] != SK_NO_REUSE,
+        reuseport=bool(row["reuseport"]),
+        keepalive=bool(flags >> resolved["keepopen"] & 1),
+        keepalive_idle=_seconds(row["keepalive_time"], hz),
+        keepalive_interval=_seconds(row["keepalive_intvl"], hz),
+        keepalive_count=int(row["keepalive_probes"]) or None,
+        linger=bool(flags >> resolved["linger"] & 1),
+        linger_seconds=lingertime // hz if lingertime < MAX_SCHEDULE_TIMEOUT else -1,
+        linger2=-1 if linger2 < 0 else _seconds(linger2, hz),
+        user_timeout_ms=int(row["user_timeout"]),
+    )
+
+
+def _seconds(jiffies: int, hz: int) -> int | None:
+    return int(jiffies) // hz if jiffies else None
+
+
+def _address(raw: bytes | None) -> str:
+    if not raw:
+        return "?"
+    if len(raw) == 16:
+        return str(ipaddress.IPv6Address(raw))
+    return str(ipaddress.IPv4Address(raw))
+
+
+def _owners(
+    procfs: ProcFS, inodes: Iterable[int]
+) -> tuple[dict[int, tuple[int, ...]], dict[int, Process]]:
+    """Return who holds each socket inode, and each holder's name and user."""
+    from tcptune.inspect.owners import describe_processes, socket_holders
+
+    found = socket_holders(procfs, inodes)
+    holders = {inode: tuple(pids) for inode, pids in found.items()}
+    pids = {pid for group in holders.values() for pid in group}
+    described = describe_processes(procfs, pids) if pids else {}
+    processes = {pid: Process(pid, o.name, o.user) for pid, o in described.items()}
+    return holders, processes
+
+
+def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Return where the BTF layout cache lives: /var/cache/tcptune for root, else XDG."""
+    environ = os.environ if environ is None else environ
+    if os.geteuid() == 0:
+        return Path("/var/cache/tcptune")
+    base = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tcptune"
