@@ -3,7 +3,9 @@
 # ip (iproute2), sysctl (procps), unshare/setpriv/nsenter (util-linux), netstat (net-tools),
 # strace (the fault-injection sweep: strace -e inject=SYSCALL:error=EIO:when=N),
 # and the tools the contrib tests check artefacts with: promtool (prometheus: metrics,
-# alert rules, dashboard queries), tmux (the watch screen), chromium (the HTML report).
+# alert rules, dashboard queries), tmux (the watch screen), chromium (the HTML report),
+# systemd-analyze (systemd: verifies the shipped units), sudo (its secure_path must find
+# the link scripts/install.sh makes).
 set -eu
 missing=""
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
@@ -14,6 +16,8 @@ command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 command -v tmux >/dev/null 2>&1 || missing="$missing tmux"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v strace >/dev/null 2>&1 || missing="$missing strace"
+command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
+command -v sudo >/dev/null 2>&1 || missing="$missing sudo"
 if [ -n "$missing" ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "install-deps: need root to install:$missing" >&2

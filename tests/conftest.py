@@ -1,8 +1,9 @@
-"""Shared test fixtures: committed procfs trees, throwaway namespaces, the CLI in-process."""
+"""Shared test fixtures: procfs trees, throwaway namespaces, the CLI in-process, packages."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from tests.lab import (
     SocketLab,
     current_netns,
     fresh_netns,
+    install,
     kernel_lab,
     require_netns_capability,
     skip_or_fail,
@@ -98,3 +100,40 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if KERNEL_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.kernel)
+
+
+@dataclass(frozen=True)
+class Packages:
+    """The wheel and the sdist built once per session from a copy of the checkout."""
+
+    wheel: Path
+    sdist: Path
+
+
+@pytest.fixture(scope="session")
+def packages(tmp_path_factory: pytest.TempPathFactory) -> Packages:
+    """Build the wheel and the sdist (offline, with the setuptools installed here) once."""
+    base = tmp_path_factory.mktemp("packages")
+    source = install.copy_source(base / "source")
+    dist = base / "dist"
+    return Packages(install.build_wheel(source, dist), install.build_sdist(source, dist))
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(packages: Packages, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return a directory holding the wheel and its dependencies (from the index, once)."""
+    directory = tmp_path_factory.mktemp("wheelhouse")
+    try:
+        install.download_dependencies(packages.wheel, directory)
+    except AssertionError as exc:
+        skip_or_fail(f"cannot fetch tcptune's dependencies from the package index: {exc}")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def installed(
+    packages: Packages, wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory
+) -> install.Venv:
+    """Return a venv (no system site packages) with the built wheel and its dependencies."""
+    root = tmp_path_factory.mktemp("installed") / "venv"
+    return install.make_venv(root, packages.wheel, wheelhouse)

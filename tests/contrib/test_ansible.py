@@ -30,7 +30,8 @@ import psutil
 import pytest
 
 from tcptune.advise.teardown import CLOSE_WAIT_WARNING
-from tests.lab import require_netns_capability, skip_or_fail
+from tests.conftest import Packages
+from tests.lab import install, require_netns_capability, skip_or_fail
 
 pytestmark = pytest.mark.kernel
 
@@ -252,16 +253,6 @@ def close_wait_holder(netns: str) -> Iterator[Holder]:
             process.wait()
 
 
-def copy_source(destination: Path) -> Path:
-    """Copy what the wheel is built from, so the build never writes into the checkout."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for directory in ("tcptune", "profiles"):
-        shutil.copytree(REPO / directory, destination / directory, ignore=ignore)
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(REPO / name, destination / name)
-    return destination
-
-
 def build_args() -> list[str]:
     """Return pip wheel options: build offline where setuptools can make wheels by itself.
 
@@ -292,16 +283,16 @@ def write_profile(directory: Path) -> Path:
 
 
 def test_audit_playbook_installs_audits_and_summarises_the_fleet(
-    ansible: Ansible, netns: str, close_wait_holder: Holder, tmp_path: Path
+    ansible: Ansible, netns: str, close_wait_holder: Holder, wheelhouse: Path, tmp_path: Path
 ) -> None:
     venv, report = tmp_path / "venv", tmp_path / "fleet.json"
     variables = {
-        "tcptune_source": str(copy_source(tmp_path / "source")),
+        "tcptune_source": str(install.copy_source(tmp_path / "source")),
         "tcptune_build_args": build_args(),
         "tcptune_venv": str(venv),
-        # The venv sees click, tabulate and psutil from this environment: pip needs no index.
-        "tcptune_venv_args": ["--system-site-packages", "--without-pip"],
-        "tcptune_pip_args": ["--no-index"],
+        # A venv of its own (no system site packages, so nothing of this interpreter's leaks
+        # in); the dependencies come from the session's wheelhouse, not from the index.
+        "tcptune_pip_args": ["--no-index", "--find-links", str(wheelhouse)],
         "tcptune_global_args": ["--netns", netns],
         "tcptune_fleet_report": str(report),
     }
@@ -357,6 +348,48 @@ def test_audit_playbook_installs_audits_and_summarises_the_fleet(
     assert (fleet["hosts_audited"], fleet["failed"]) == (1, ["broken"])
     assert fleet["by_severity"]["warning"] == ["localhost"]
     assert "failed:    broken" in again.stdout
+
+
+def test_hosts_whose_tcptune_crashes_fail_and_the_fleet_is_still_reported(
+    ansible: Ansible, netns: str, packages: Packages, wheelhouse: Path, tmp_path: Path
+) -> None:
+    # Two broken installs: without tcptune/cli, tcptune's entry point exits 70; without
+    # tcptune/entry.py, Python fails before tcptune runs (exit 1, a traceback, no JSON).
+    # The venvs (with pip, no system site packages) are made up front, in one go: bootstrapping
+    # pip costs seconds each, and the test above covers the playbook making one.
+    template = tmp_path / "template"
+    subprocess.run([sys.executable, "-m", "venv", str(template)], check=True, timeout=TIMEOUT)
+    hosts = []
+    for host, leave_out in (
+        ("good", ""),
+        ("no-cli", "tcptune/cli"),
+        ("no-entry", "tcptune/entry.py"),
+    ):
+        wheel = packages.wheel
+        if leave_out:
+            source = install.copy_source(tmp_path / f"{host}-source", leave_out=[leave_out])
+            wheel = install.build_wheel(source, tmp_path / f"{host}-dist")
+        shutil.copytree(template, tmp_path / host, symlinks=True)  # python -m pip works in a copy
+        hosts.append(f"{host} tcptune_source={wheel} tcptune_venv={tmp_path / host}")
+    report = tmp_path / "fleet.json"
+    variables = {
+        "tcptune_pip_args": ["--no-index", "--find-links", str(wheelhouse)],
+        "tcptune_fleet_report": str(report),
+    }
+    inventory = ansible.inventory(*(f"{host} {netns_var(netns)}" for host in hosts))
+    run = ansible.playbook("audit.yml", variables, inventory=inventory)
+    assert run.returncode == 2, run.explain()  # ansible-playbook: a host failed
+    recap = run.recap
+    assert (recap["good"]["failed"], recap["no-cli"]["failed"], recap["no-entry"]["failed"]) == (
+        0,
+        1,
+        1,
+    ), run.explain()
+    fleet = json.loads(report.read_text())
+    assert (fleet["hosts_audited"], fleet["failed"]) == (1, ["no-cli", "no-entry"])
+    assert list(fleet["hosts"]) == ["good"]
+    assert "failed:    no-cli, no-entry" in run.stdout
+    assert "cannot start (broken installation?): ModuleNotFoundError" in run.stdout
 
 
 def test_apply_playbook_plans_in_check_mode_then_applies_once(
