@@ -1,0 +1,1 @@
+"""The tcptune benchmark (run bench/bench.py; see bench/README.md)."""
