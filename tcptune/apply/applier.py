@@ -44,6 +44,7 @@ from tcptune.inspect.nsidentity import (
     namespace_difference,
 )
 from tcptune.inspect.procfs import ProcFS, describe_os_error, read_bounded
+from tcptune.model.sysctls import KNOWN_SYSCTLS
 from tcptune.model.values import same_text, unit_of
 from tcptune.profiles import Profile
 
@@ -104,6 +105,7 @@ class Environment:
     # The namespace entered with --netns/--pid: named in reports, and --persist is
     # refused there (a drop-in configures whatever boots this /etc, not that namespace).
     netns_name: str | None = None
+    allow_unlisted: bool = False  # --allow-unlisted: keys outside the catalogue, scope shown
 
 
 @dataclass(frozen=True)
@@ -407,7 +409,7 @@ def preview(
 ) -> tuple[Plan, sysctld.DropinPlan | None]:
     """Return the plan for ``profile`` and the drop-in --persist would write; write nothing."""
     check_persist_target(env, persist)
-    plan = build_plan(profile, env.procfs, env.netns_name)
+    plan = build_plan(profile, env.procfs, env.netns_name, allow_unlisted=env.allow_unlisted)
     return plan, plan_dropin(plan, env) if persist else None
 
 
@@ -420,8 +422,8 @@ def apply_profile(
     check_privilege(env.identity, command)
     check_writable(env.procfs, list(profile.targets))
     with env.store.locked(env.lock_timeout):
-        plan = build_plan(
-            profile, env.procfs, env.netns_name
+        plan = build_plan(  # under the lock: no other apply writes now
+            profile, env.procfs, env.netns_name, allow_unlisted=env.allow_unlisted
         )  # under the lock: no other apply writes now
         blocked = plan.error()
         if blocked is not None:
@@ -465,6 +467,7 @@ def apply_profile(
             netns_cookie=namespace.cookie,
             boot_id=namespace.boot_id,
             initial_netns=namespace.initial,
+            unlisted=tuple(c.name for c in changes if c.name not in KNOWN_SYSCTLS),
         )
         try:
             env.store.push(record)  # durable before the first write

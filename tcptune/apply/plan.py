@@ -7,6 +7,8 @@ items; verify reads the same plan as drift.
 from __future__ import annotations
 
 import enum
+import os
+import stat
 from dataclasses import dataclass, replace
 
 from tcptune.exitcodes import BadInputError, ExitStatus, TcptuneError, UnavailableError
@@ -45,6 +47,7 @@ class PlanItem:
     reason: str | None = None  # why it is skipped or blocked
     blocked_status: ExitStatus | None = None
     spec: SysctlSpec | None = None  # None: not in tcptune's catalogue
+    scope_note: str | None = None  # for a key outside the catalogue: where a write lands
 
     @property
     def write_text(self) -> str:
@@ -83,7 +86,59 @@ class Plan:
         return UnavailableError(message)
 
 
-def _item(target: Target, procfs: ProcFS, initial_netns: bool | None) -> PlanItem:
+UNLISTED_NETNS = (
+    "outside tcptune's catalogue, allowed by --allow-unlisted: a net.* key, so it changes "
+    "this network namespace if the kernel keeps it per namespace, else the whole host"
+)
+UNLISTED_HOST = (
+    "outside tcptune's catalogue, allowed by --allow-unlisted: not a net.* key, so it is "
+    "host-wide: the write changes the whole machine, every container included"
+)
+
+
+def _unlisted(base: PlanItem, allow_unlisted: bool, initial_netns: bool | None) -> PlanItem:
+    """Return ``base`` blocked, or with its scope, for a key outside the catalogue."""
+    if not allow_unlisted:
+        return replace(
+            base,
+            reason="not in tcptune's catalogue (`tcptune explain` lists it), so its scope "
+            "and range are unknown: tcptune does not write it; pass --allow-unlisted to "
+            "write it anyway",
+            blocked_status=ExitStatus.BAD_INPUT,
+        )
+    if base.name.startswith("net."):
+        return replace(base, scope_note=UNLISTED_NETNS)
+    if initial_netns is not True:
+        return replace(
+            base,
+            reason="not in tcptune's catalogue and not a net.* key: host-wide, so it is "
+            "refused inside a container's network namespace; apply it on the host",
+            blocked_status=ExitStatus.BAD_INPUT,
+        )
+    return replace(base, scope_note=UNLISTED_HOST)
+
+
+def _read_only(procfs: ProcFS, name: str) -> str | None:
+    """Return why ``name`` cannot be written here (no write bit, read-only mount), or None."""
+    path = procfs.sysctl_path(name)
+    try:
+        status = os.stat(path)
+        mounted_read_only = bool(os.statvfs(path.parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return None
+    if mounted_read_only:
+        return f"{path.parent} is mounted read-only: the key cannot be changed from here"
+    if not status.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        return (
+            f"read-only here (mode {stat.S_IMODE(status.st_mode):04o}): the kernel shows it "
+            "in this namespace but only the host's initial namespace can change it"
+        )
+    return None
+
+
+def _item(
+    target: Target, procfs: ProcFS, initial_netns: bool | None, allow_unlisted: bool = False
+) -> PlanItem:
     spec = spec_for(target.name, target.value)
     base = PlanItem(
         target.name,
@@ -93,6 +148,10 @@ def _item(target: Target, procfs: ProcFS, initial_netns: bool | None) -> PlanIte
         target.risk,
         spec=KNOWN_SYSCTLS.get(target.name),
     )
+    if base.spec is None:
+        base = _unlisted(base, allow_unlisted, initial_netns)
+        if base.reason is not None:
+            return base
     reading = read_sysctl(procfs, spec, initial_netns)
     if reading.status is ReadStatus.NOT_IN_NAMESPACE:
         return replace(
@@ -118,6 +177,15 @@ def _item(target: Target, procfs: ProcFS, initial_netns: bool | None) -> PlanIte
             reason=f"the value {format_value(desired)!a} is not printable ASCII text, "
             "which is all /proc/sys takes: the kernel would reject it",
             blocked_status=ExitStatus.BAD_INPUT,
+        )
+    read_only = _read_only(procfs, target.name) if action is Action.CHANGE else None
+    if read_only is not None:
+        return replace(
+            base,
+            current=current,
+            current_text=reading.raw,
+            reason=read_only,
+            blocked_status=ExitStatus.UNAVAILABLE,
         )
     return replace(
         base,
@@ -183,8 +251,19 @@ def _check_port_floor(items: list[PlanItem], procfs: ProcFS) -> list[PlanItem]:
     return [blocked.get(item.name, item) for item in items]
 
 
-def build_plan(profile: Profile, procfs: ProcFS, netns_name: str | None = None) -> Plan:
-    """Return what applying ``profile`` would do to the kernel behind ``procfs``."""
+def build_plan(
+    profile: Profile,
+    procfs: ProcFS,
+    netns_name: str | None = None,
+    *,
+    allow_unlisted: bool = False,
+) -> Plan:
+    """Return what applying ``profile`` would do to the kernel behind ``procfs``.
+
+    A key outside the catalogue is blocked unless ``allow_unlisted``; then a
+    host-wide one (not net.*) is still blocked outside the initial namespace.
+    """
     context = read_context(procfs, netns_name)
-    items = [_item(t, procfs, context.initial_netns) for t in profile.targets.values()]
+    initial = context.initial_netns
+    items = [_item(t, procfs, initial, allow_unlisted) for t in profile.targets.values()]
     return Plan(profile.name, profile.path, context, tuple(_check_port_floor(items, procfs)))

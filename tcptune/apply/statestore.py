@@ -52,6 +52,7 @@ from tcptune.inspect.procfs import (
     open_regular,
     read_fd,
 )
+from tcptune.model.sysctls import KNOWN_SYSCTLS
 
 DEFAULT_STATE_DIR = Path("/var/lib/tcptune")
 STATE_SCHEMA = 1
@@ -101,6 +102,8 @@ class ApplyRecord:
     netns_cookie: int | None = None
     boot_id: str | None = None
     initial_netns: bool | None = None
+    # Keys outside the catalogue written with --allow-unlisted; rollback writes no other.
+    unlisted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,15 @@ def _changes(data: Any, where: str) -> tuple[Change, ...]:
     return tuple(changes)
 
 
+def _names(data: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(data, list):
+        raise _Invalid(f"{where}: expected a list, got {_brief(data)}")
+    for index, name in enumerate(data):
+        if not isinstance(name, str) or not is_valid_sysctl_name(name):
+            raise _Invalid(f"{where}[{index}]: not a dotted sysctl name: {_brief(name)}")
+    return tuple(data)
+
+
 def _dropin(data: Any, where: str) -> DropinBackup | None:
     if data is None:
         return None
@@ -239,18 +251,27 @@ def _record(data: Any, where: str) -> ApplyRecord:
     def get(key: str, default: Any = ...) -> Any:
         return _field(data, key, where, default)
 
+    unlisted = _names(get("unlisted", []), f"{where}.unlisted")
+    changes = _changes(get("changes"), f"{where}.changes")
+    for index, change in enumerate(changes):
+        if change.name not in KNOWN_SYSCTLS and change.name not in unlisted:
+            raise _Invalid(
+                f"{where}.changes[{index}].name: {change.name} is not a key tcptune writes "
+                "(not in its catalogue, nor allowed by --allow-unlisted in this record)"
+            )
     return ApplyRecord(
         id=_int(get("id"), f"{where}.id"),
         time=_time(get("time"), f"{where}.time"),
         profile=_text(get("profile"), f"{where}.profile"),
         netns_inode=_int(get("netns_inode", None), f"{where}.netns_inode", optional=True),
         who=_identity(get("who"), f"{where}.who"),
-        changes=_changes(get("changes"), f"{where}.changes"),
+        changes=changes,
         dropin=_dropin(get("dropin", None), f"{where}.dropin"),
         complete=_flag(get("complete"), f"{where}.complete"),
         netns_cookie=_int(get("netns_cookie", None), f"{where}.netns_cookie", optional=True),
         boot_id=_text(get("boot_id", None), f"{where}.boot_id", optional=True),
         initial_netns=_flag(get("initial_netns", None), f"{where}.initial_netns", optional=True),
+        unlisted=unlisted,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,12 @@ def _state_words(state_dir: Path) -> list[str]:
 )
 @click.option("--persist", is_flag=True, help="Also write a sysctl.d drop-in for the next boot.")
 @click.option(
+    "--allow-unlisted",
+    is_flag=True,
+    help="Also write keys outside tcptune's catalogue; the plan shows each one's scope "
+    "(host-wide ones are still refused inside a container).",
+)
+@click.option(
     "--json", "as_json", is_flag=True, help="Print the plan or result as JSON (schema 1)."
 )
 @STATE_DIR_OPTION
@@ -129,6 +136,7 @@ def apply(
     profile_name: str,
     execute: bool,
     persist: bool,
+    allow_unlisted: bool,
     as_json: bool,
     state_dir: Path,
     sysctl_dir: Path | None,
@@ -141,7 +149,8 @@ def apply(
     Every key is checked before the first write; the previous values are saved
     in the state directory; each write is read back, and any failure restores
     every key already written. Per-namespace keys change only the current
-    network namespace. --persist cannot be combined with --netns/--pid: boot
+    network namespace. Only keys of tcptune's catalogue are written, unless
+    --allow-unlisted (the plan then shows where each write lands). --persist cannot be combined with --netns/--pid: boot
     applies the drop-in to whatever boots this /etc, never to that namespace.
 
     \b
@@ -166,8 +175,12 @@ def apply(
     from tcptune.output import changes
 
     profile = profile_locator(profile_dirs).load(profile_name)
-    env = _environment(ctx.obj, state_dir, boot_root, sysctl_dir, lock_timeout)
+    env = replace(
+        _environment(ctx.obj, state_dir, boot_root, sysctl_dir, lock_timeout),
+        allow_unlisted=allow_unlisted,
+    )
     words = ["apply", profile_name, "--apply", *(["--persist"] if persist else [])]
+    words += ["--allow-unlisted"] if allow_unlisted else []
     words += _state_words(state_dir)
     if sysctl_dir is not None:
         words += ["--sysctl-dir", str(sysctl_dir)]

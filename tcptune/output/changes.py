@@ -96,6 +96,8 @@ def _plan_sections(plan: Plan, changed_title: str) -> list[str]:
         lines += _wrapped(f"{short_name(item.name)}: {now} -> {new}", "  ", "      ")
         lines += _wrapped(item.why, "      why:  ")
         lines += _wrapped(item.risk, "      risk: ")
+        if item.scope_note:
+            lines += _wrapped(item.scope_note, "      scope: ")
     kept = plan.having(Action.KEEP)
     if kept:
         lines.append(f"Already right ({len(kept)})")
@@ -223,6 +225,7 @@ def plan_dict(
                 "why": item.why,
                 "risk": item.risk,
                 "reason": item.reason,
+                "scope_note": item.scope_note,
             }
             for item in plan.items
         ],

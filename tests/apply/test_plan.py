@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tcptune.apply.plan import Action, Plan, build_plan, writable_text
 from tcptune.exitcodes import BadInputError, ExitStatus, UnavailableError
 from tcptune.inspect.procfs import ProcFS
@@ -56,7 +58,7 @@ def test_a_port_range_below_the_unprivileged_floor_is_blocked(container_proc: Pr
     both = raw_profile(
         "low", {"net.ipv4.ip_unprivileged_port_start": 80, "net.ipv4.ip_local_port_range": (80, 90)}
     )
-    assert plan_has_no_block(build_plan(both, container_proc))
+    assert plan_has_no_block(build_plan(both, container_proc, allow_unlisted=True))
 
 
 def plan_has_no_block(plan: Plan) -> bool:
@@ -79,3 +81,49 @@ def test_a_value_that_is_not_printable_ascii_blocks_the_plan(container_proc: Pro
         assert f"the value {value!a} is not printable ASCII text" in (item.reason or "")
         assert isinstance(plan.error(), BadInputError)
     assert writable_text("8080,9000-9010") and writable_text("32768 60999")
+
+
+def _with_swappiness(source: Path, tmp_path: Path) -> ProcFS:
+    import shutil
+
+    tree = tmp_path / "proc"
+    shutil.copytree(source, tree, symlinks=True)
+    (tree / "sys/vm").mkdir(parents=True, exist_ok=True)
+    (tree / "sys/vm/swappiness").write_text("60\n")
+    return ProcFS(tree)
+
+
+def test_a_key_outside_the_catalogue_is_refused_unless_allowed(
+    old_host_proc: ProcFS, tmp_path: Path
+) -> None:
+    # Issue 11: vm.swappiness was planned (and written) through a fake proc root.
+    procfs = _with_swappiness(old_host_proc.root, tmp_path)
+    profile = raw_profile("vm", {"vm.swappiness": 10})
+    [item] = build_plan(profile, procfs).items
+    assert item.action is Action.BLOCKED and item.blocked_status is ExitStatus.BAD_INPUT
+    assert "not in tcptune's catalogue" in (item.reason or "") and "--allow-unlisted" in (
+        item.reason or ""
+    )
+    [allowed] = build_plan(profile, procfs, allow_unlisted=True).items
+    assert allowed.action is Action.CHANGE
+    assert "host-wide: the write changes the whole machine" in (allowed.scope_note or "")
+
+
+def test_an_unlisted_host_wide_key_is_refused_in_a_container_even_when_allowed(
+    container_proc: ProcFS, tmp_path: Path
+) -> None:
+    procfs = _with_swappiness(container_proc.root, tmp_path)
+    [item] = build_plan(raw_profile("vm", {"vm.swappiness": 10}), procfs, allow_unlisted=True).items
+    assert item.action is Action.BLOCKED
+    assert "refused inside a container's network namespace" in (item.reason or "")
+
+
+def test_a_read_only_key_is_blocked_in_the_dry_run(container_proc: ProcFS, tmp_path: Path) -> None:
+    import shutil
+
+    tree = tmp_path / "proc"
+    shutil.copytree(container_proc.root, tree, symlinks=True)
+    key = tree / "sys/net/ipv4/tcp_fin_timeout"
+    key.chmod(0o444)  # as net.core.rmem_max shows inside a container
+    [item] = build_plan(raw_profile("ro", {"net.ipv4.tcp_fin_timeout": 17}), ProcFS(tree)).items
+    assert item.action is Action.BLOCKED and "read-only here (mode 0444)" in (item.reason or "")

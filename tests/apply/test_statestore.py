@@ -192,6 +192,10 @@ BAD_RECORDS = {
     ),
     "before-newline": ({"changes": [{**CHANGE, "before": "1\nkernel.x = 1"}]}, "not sysctl text"),
     "after-escape": ({"changes": [{**CHANGE, "after": "\x1b[2J"}]}, "not sysctl text"),
+    "change-unlisted": (
+        {"changes": [{**CHANGE, "name": "vm.swappiness"}]},
+        "vm.swappiness is not a key tcptune writes",
+    ),
     "before-huge": ({"changes": [{**CHANGE, "before": "1" * 5000}]}, "not sysctl text"),
 }
 

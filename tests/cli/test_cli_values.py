@@ -66,7 +66,11 @@ def test_a_text_sysctl_validates_audits_applies_and_verifies(
     assert code == ExitStatus.DRIFT, err
 
     code, out, err = cli("apply", profile, *where(tmp_path), "--apply")
+    assert code == ExitStatus.BAD_INPUT and "pass --allow-unlisted" in err  # issue 11
+    assert live(CONGESTION) == before
+    code, out, err = cli("apply", profile, *where(tmp_path), "--apply", "--allow-unlisted")
     assert (code, err) == (ExitStatus.OK, ""), out
+    assert "scope: outside tcptune's catalogue, allowed by --allow-unlisted: a net.*" in out
     assert live(CONGESTION) == wanted
     code, out, err = cli("audit", "--profile", profile, "--json", "--no-owners")
     assert mismatches(out) == [], err
