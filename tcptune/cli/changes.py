@@ -150,8 +150,9 @@ def apply(
     in the state directory; each write is read back, and any failure restores
     every key already written. Per-namespace keys change only the current
     network namespace. Only keys of tcptune's catalogue are written, unless
-    --allow-unlisted (the plan then shows where each write lands). --persist cannot be combined with --netns/--pid: boot
-    applies the drop-in to whatever boots this /etc, never to that namespace.
+    --allow-unlisted (the plan then shows where each write lands). --persist
+    cannot be combined with --netns/--pid: boot applies the drop-in to
+    whatever boots this /etc, never to that namespace.
 
     \b
     Examples:
