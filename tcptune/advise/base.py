@@ -71,7 +71,7 @@ class Evidence:
         return self.snapshot.sockets.details if self.snapshot.sockets else None
 
     def counter(self, name: str) -> int | None:
-        """Return a TcpExt or Tcp counter since boot."""
+        """Return a TcpExt or Tcp total (per namespace, since its creation)."""
         counters = self.snapshot.counters
         return counters.tcp_ext.get(name, counters.tcp.get(name))
 
@@ -157,9 +157,12 @@ def finding(
 
 
 def since(ev: Evidence, name: str) -> str:
-    """Return 'N since boot' or 'N since boot, rising X/s' for a counter."""
+    """Return 'N since boot' (or since the namespace was created), and the rate if measured."""
+    from tcptune.model.kernelcounters import totals_span
+
     total = ev.counter(name)
-    text = f"{name} {total if total is not None else '?'} since boot"
+    span = totals_span(ev.snapshot.context.initial_netns)
+    text = f"{name} {total if total is not None else '?'} {span}"
     rate = ev.rate(name)
     if rate is not None:
         text += f", {rate:.1f}/s over the last {ev.interval:g} s"

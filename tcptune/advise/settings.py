@@ -71,8 +71,11 @@ OUT_OF_RANGE = FindingDoc(
     "A setting holds a value outside its meaningful range",
     "The kernel accepted a value that makes no sense for this setting",
     "Many TCP sysctls accept any integer, so a typo or a bad automation run can leave a "
-    "value outside the range that means anything: the limits setsockopt() enforces for the "
-    "same option, or the values the documentation defines. The effect is rarely what was "
+    "value outside the range that means anything. That range is tcptune's sanity policy, "
+    "not the kernel's limit: the limits setsockopt() enforces for the same option, or the "
+    "values the documentation defines; the kernel's handler often takes more (any int for "
+    "the time keys, 0 to 255 for the u8 ones such as tcp_keepalive_probes, >= 0 for "
+    "somaxconn). The effect is rarely what was "
     "meant; for example tcp_keepalive_probes=0 resets an idle SO_KEEPALIVE connection "
     "without sending a single probe, and an unknown mode number behaves like one of the "
     "known ones.",
@@ -236,13 +239,17 @@ def check_ranges(ev: Evidence) -> Iterator[Finding]:
         high = spec.maximum if spec.maximum is not None else value
         if low <= value <= high:
             continue
+        evidence = [f"{name} = {value}, outside tcptune's sanity range {low}..{high}"]
+        if spec.kernel_accepts:
+            evidence.append(f"the kernel accepts {spec.kernel_accepts}")
         yield finding(
             OUT_OF_RANGE,
             Severity.WARNING,
-            [f"{name} = {value}, outside {low}..{high}"],
+            evidence,
             f"Set {name} to a value in {low}..{high}; `tcptune explain {name}` says what each "
             "value does, and a profile can pin it.",
-            title=f"{name.removeprefix('net.ipv4.')} = {value} is outside {low}..{high}",
+            title=f"{name.removeprefix('net.ipv4.')} = {value} is outside the sensible "
+            f"{low}..{high}",
             subject=name,
         )
 

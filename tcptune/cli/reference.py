@@ -94,8 +94,9 @@ def explain(_procfs: Any, topic: str | None) -> ExitStatus:
     from tcptune.exitcodes import UnavailableError
     from tcptune.output import reference
     from tcptune.reference import explain
+    from tcptune.reference.counters import counters_topic
 
-    topics = explain.with_findings(explain.load_topics(), finding_topics())
+    topics = explain.with_findings(explain.load_topics((counters_topic(),)), finding_topics())
     if topic is None:
         click.echo(reference.topics_text(explain.topic_list(topics)), nl=False)
         return ExitStatus.OK

@@ -1,4 +1,4 @@
-"""The catalogue of sysctls tcptune knows: unit, scope, kernel range and source.
+"""The catalogue of sysctls tcptune knows: unit, scope, sanity range, kernel range and source.
 
 This table is the single source for what each key means to the inspector (how to
 parse and show it), the profile validator (what values are in range) and the
@@ -43,10 +43,15 @@ class SysctlSpec:
     unit: Unit
     scope: Scope
     summary: str
-    minimum: int | None = None  # inclusive bounds a profile value must respect
+    # tcptune's sanity policy: inclusive bounds of the values that make sense (a profile
+    # must respect them, the audit flags a live value outside them). Not the kernel's
+    # limits, which are often wider: see kernel_accepts.
+    minimum: int | None = None
     maximum: int | None = None
     removed_in: str | None = None  # kernel version that dropped the key
     modes: Mapping[int, str] = field(default_factory=dict)  # meaning of each MODE value
+    # What the kernel's handler stores (net/ipv4/sysctl_net_ipv4.c, net/core/sysctl_net_core.c)
+    kernel_accepts: str = ""
 
 
 def _spec(*specs: SysctlSpec) -> Mapping[str, SysctlSpec]:
@@ -57,7 +62,8 @@ def _spec(*specs: SysctlSpec) -> Mapping[str, SysctlSpec]:
 KNOWN_SYSCTLS: Mapping[str, SysctlSpec] = _spec(
     # MAX_TCP_KEEPIDLE/KEEPINTVL (32767) and MAX_TCP_KEEPCNT (127) in
     # include/net/tcp.h are the limits setsockopt enforces; the sysctls take
-    # the same meaning, so profiles are held to them.
+    # the same meaning, so tcptune's sanity range holds them to those limits
+    # although the sysctl handlers take more (kernel_accepts).
     SysctlSpec(
         "net.ipv4.tcp_keepalive_time",
         Unit.SECONDS,
@@ -65,6 +71,7 @@ KNOWN_SYSCTLS: Mapping[str, SysctlSpec] = _spec(
         "idle time before the first keepalive probe (SO_KEEPALIVE sockets only)",
         1,
         32767,
+        kernel_accepts="any int of seconds that fits in jiffies (proc_dointvec_jiffies, no bounds)",
     ),
     SysctlSpec(
         "net.ipv4.tcp_keepalive_intvl",
@@ -73,6 +80,7 @@ KNOWN_SYSCTLS: Mapping[str, SysctlSpec] = _spec(
         "time between keepalive probes",
         1,
         32767,
+        kernel_accepts="any int of seconds that fits in jiffies (proc_dointvec_jiffies, no bounds)",
     ),
     SysctlSpec(
         "net.ipv4.tcp_keepalive_probes",
@@ -81,6 +89,7 @@ KNOWN_SYSCTLS: Mapping[str, SysctlSpec] = _spec(
         "unanswered probes before the connection is reset",
         1,
         127,
+        kernel_accepts="0..255 (proc_dou8vec_minmax, a u8)",
     ),
     SysctlSpec(
         "net.ipv4.tcp_fin_timeout",
@@ -89,6 +98,7 @@ KNOWN_SYSCTLS: Mapping[str, SysctlSpec] = _spec(
         "lifetime of an orphaned FIN_WAIT_2 socket (not TIME_WAIT)",
         1,
         86400,
+        kernel_accepts="any int of seconds that fits in jiffies (proc_dointvec_jiffies, no bounds)",
     ),
     SysctlSpec(
         "net.ipv4.tcp_tw_reuse",
@@ -98,6 +108,7 @@ KNOWN_SYSCTLS: Mapping[str, SysctlSpec] = _spec(
         0,
         2,
         modes=MappingProxyType({0: "off", 1: "on", 2: "loopback only"}),
+        kernel_accepts="0..2 (proc_dou8vec_minmax)",
     ),
     SysctlSpec(
         "net.ipv4.tcp_tw_recycle",
@@ -107,6 +118,7 @@ KNOWN_SYSCTLS: Mapping[str, SysctlSpec] = _spec(
         0,
         1,
         removed_in="4.12",
+        kernel_accepts="any int before 4.12 (proc_dointvec); the key is gone since",
     ),
     SysctlSpec(
         "net.ipv4.tcp_max_tw_buckets",
@@ -115,6 +127,7 @@ KNOWN_SYSCTLS: Mapping[str, SysctlSpec] = _spec(
         "TIME_WAIT sockets held at once; beyond it sockets skip TIME_WAIT",
         0,
         2**31 - 1,
+        kernel_accepts="any int (proc_dointvec, no bounds)",
     ),
     SysctlSpec(
         "net.ipv4.tcp_max_orphans",
@@ -123,6 +136,7 @@ KNOWN_SYSCTLS: Mapping[str, SysctlSpec] = _spec(
         "sockets no process holds, host-wide; beyond it they are reset",
         0,
         2**31 - 1,
+        kernel_accepts="any int (proc_dointvec, no bounds)",
     ),
     SysctlSpec(
         "net.ipv4.tcp_orphan_retries",
@@ -131,6 +145,7 @@ KNOWN_SYSCTLS: Mapping[str, SysctlSpec] = _spec(
         "retries before killing an orphaned socket (0 means 8)",
         0,
         255,
+        kernel_accepts="0..255 (proc_dou8vec_minmax, a u8)",
     ),
     SysctlSpec(
         "net.ipv4.tcp_retries2",
@@ -139,6 +154,7 @@ KNOWN_SYSCTLS: Mapping[str, SysctlSpec] = _spec(
         "retransmission timeout (as a count at minimum RTO) before a connection is dropped",
         0,
         255,
+        kernel_accepts="0..255 (proc_dou8vec_minmax, a u8)",
     ),
     SysctlSpec(
         "net.ipv4.tcp_syn_retries",
@@ -147,6 +163,7 @@ KNOWN_SYSCTLS: Mapping[str, SysctlSpec] = _spec(
         "SYN retransmissions for an outgoing connect()",
         1,
         127,
+        kernel_accepts="1..127 (proc_dou8vec_minmax, MAX_TCP_SYNCNT)",
     ),
     SysctlSpec(
         "net.ipv4.tcp_synack_retries",
@@ -155,6 +172,7 @@ KNOWN_SYSCTLS: Mapping[str, SysctlSpec] = _spec(
         "SYN-ACK retransmissions for a passive open",
         0,
         255,
+        kernel_accepts="0..255 (proc_dou8vec_minmax, a u8)",
     ),
     SysctlSpec(
         "net.ipv4.tcp_syncookies",
@@ -164,6 +182,7 @@ KNOWN_SYSCTLS: Mapping[str, SysctlSpec] = _spec(
         0,
         2,
         modes=MappingProxyType({0: "off", 1: "on overflow", 2: "always"}),
+        kernel_accepts="0..255 (proc_dou8vec_minmax, a u8)",
     ),
     SysctlSpec(
         "net.ipv4.tcp_max_syn_backlog",
@@ -172,6 +191,7 @@ KNOWN_SYSCTLS: Mapping[str, SysctlSpec] = _spec(
         "half-open (SYN_RECV) requests per listener; only enforced when syncookies=0",
         1,
         2**31 - 1,
+        kernel_accepts="any int (proc_dointvec, no bounds)",
     ),
     SysctlSpec(
         "net.ipv4.tcp_timestamps",
@@ -181,6 +201,7 @@ KNOWN_SYSCTLS: Mapping[str, SysctlSpec] = _spec(
         0,
         2,
         modes=MappingProxyType({0: "off", 1: "on, random offset", 2: "on, no offset"}),
+        kernel_accepts="0..255 (proc_dou8vec_minmax, a u8)",
     ),
     SysctlSpec(
         "net.ipv4.tcp_rfc1337",
@@ -190,6 +211,7 @@ KNOWN_SYSCTLS: Mapping[str, SysctlSpec] = _spec(
         0,
         1,
         modes=MappingProxyType({0: "off", 1: "on"}),
+        kernel_accepts="0..255 (proc_dou8vec_minmax, a u8)",
     ),
     SysctlSpec(
         "net.ipv4.tcp_migrate_req",
@@ -199,6 +221,7 @@ KNOWN_SYSCTLS: Mapping[str, SysctlSpec] = _spec(
         0,
         1,
         modes=MappingProxyType({0: "off", 1: "on"}),
+        kernel_accepts="0..1 (proc_dou8vec_minmax)",
     ),
     SysctlSpec(
         "net.ipv4.ip_local_port_range",
@@ -207,12 +230,16 @@ KNOWN_SYSCTLS: Mapping[str, SysctlSpec] = _spec(
         "ephemeral ports for outgoing connections",
         1,
         65535,
+        kernel_accepts=(
+            "1..65535, low <= high and low >= ip_unprivileged_port_start (ipv4_local_port_range())"
+        ),
     ),
     SysctlSpec(
         "net.ipv4.ip_local_reserved_ports",
         Unit.PORT_LIST,
         Scope.NETNS,
         "ports left out of the ephemeral range",
+        kernel_accepts="a port list (proc_do_large_bitmap)",
     ),
     SysctlSpec(
         "net.core.somaxconn",
@@ -221,6 +248,7 @@ KNOWN_SYSCTLS: Mapping[str, SysctlSpec] = _spec(
         "upper limit on a listener's accept-queue backlog",
         1,
         2**31 - 1,
+        kernel_accepts=">= 0 (proc_dointvec_minmax, SYSCTL_ZERO); 0 caps every backlog at 0",
     ),
 )
 

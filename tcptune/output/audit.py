@@ -18,14 +18,19 @@ from tcptune.model.tcpstates import TcpState
 from tcptune.model.units import show_value, value_with_seconds
 from tcptune.output.common import (
     JSON_SCHEMA_VERSION,
-    NOTABLE_SOCKSTAT,
-    NOTABLE_TCP,
-    NOTABLE_TCP_EXT,
     WIDTH,
     indent,
     iso_time,
     short_name,
     table,
+)
+from tcptune.output.counters import (
+    Rates,
+    counters_dict,
+    current_heading,
+    current_text,
+    totals_heading,
+    totals_text,
 )
 from tcptune.output.escape import terminal_safe
 from tcptune.output.sockets import inventory_dict, inventory_lines
@@ -86,7 +91,12 @@ def _sockets_dict(sockets: SocketCounts) -> dict[str, Any]:
 
 
 def audit_dict(
-    snapshot: Snapshot, findings: Sequence[Finding] = (), profile: str | None = None
+    snapshot: Snapshot,
+    findings: Sequence[Finding] = (),
+    profile: str | None = None,
+    *,
+    rates: Rates | None = None,
+    interval: float | None = None,
 ) -> dict[str, Any]:
     """Return the audit as the versioned JSON document README.md documents (schema 1)."""
     context = snapshot.context
@@ -115,13 +125,7 @@ def audit_dict(
         "keepalive": {"detection_seconds": keepalive_detection_seconds(snapshot)},
         "sockets": _sockets_dict(snapshot.sockets) if snapshot.sockets else None,
         "socket_options": inventory_dict(snapshot.sockopts),
-        "counters": {
-            "sockstat": {
-                k: dict(v) for k, v in snapshot.counters.sockstat.items() if k in ("TCP", "TCP6")
-            },
-            "tcp": dict(snapshot.counters.tcp),
-            "tcp_ext": dict(snapshot.counters.tcp_ext),
-        },
+        "counters": counters_dict(snapshot, rates, interval),
         "profile": profile,
         "findings": [finding_dict(f) for f in findings],
     }
@@ -221,27 +225,6 @@ def states_text(sockets: SocketCounts) -> str:
     return table(rows, ("state", "ipv4", "ipv6", "total"), ("left", "right", "right", "right"))
 
 
-def counters_text(snapshot: Snapshot) -> str:
-    """Return the notable counters in two columns."""
-    counters = snapshot.counters
-    items: list[tuple[str, int]] = []
-    tcp_sockstat = counters.sockstat.get("TCP", {})
-    items += [
-        (f"sockstat {key}", tcp_sockstat[key]) for key in NOTABLE_SOCKSTAT if key in tcp_sockstat
-    ]
-    if "TCP6" in counters.sockstat:
-        items.append(("sockstat6 inuse", counters.sockstat["TCP6"].get("inuse", 0)))
-    items += [(key, counters.tcp[key]) for key in NOTABLE_TCP if key in counters.tcp]
-    items += [(key, counters.tcp_ext[key]) for key in NOTABLE_TCP_EXT if key in counters.tcp_ext]
-    half = (len(items) + 1) // 2
-    left, right = items[:half], items[half:]
-    rows = []
-    for index, (name, value) in enumerate(left):
-        other = right[index] if index < len(right) else ("", "")
-        rows.append((name, value, other[0], other[1]))
-    return table(rows, ("counter", "value", "counter", "value"), ("left", "right", "left", "right"))
-
-
 def finding_text(finding: Finding) -> str:
     """Return one finding as an indented block; info findings leave the why to explain."""
     import textwrap
@@ -266,9 +249,14 @@ def finding_text(finding: Finding) -> str:
 
 @terminal_safe
 def audit_text(
-    snapshot: Snapshot, findings: Sequence[Finding] = (), profile: str | None = None
+    snapshot: Snapshot,
+    findings: Sequence[Finding] = (),
+    profile: str | None = None,
+    *,
+    rates: Rates | None = None,
+    interval: float | None = None,
 ) -> str:
-    """Return the human audit report; it fits 80 columns."""
+    """Return the human audit report; it fits 80 columns (rates with --interval)."""
     parts = ["tcptune audit", _context_line(snapshot), ""]
     parts += ["Settings", indent(settings_text(snapshot)), "", keepalive_text(snapshot), ""]
     if snapshot.sockets is not None:
@@ -277,7 +265,9 @@ def audit_text(
         for line in inventory_lines(snapshot.sockopts):
             parts += _wrap(f"options: {line}", "  ", "    ")
         parts.append("")
-    parts += ["Counters (since boot)", indent(counters_text(snapshot)), ""]
+    parts += [current_heading(), indent(current_text(snapshot)), ""]
+    parts += _wrap(totals_heading(snapshot, interval if rates is not None else None))
+    parts += [indent(totals_text(snapshot, rates)), ""]
     if profile:
         parts += _wrap(f"Findings (compared with profile {profile})")
     else:

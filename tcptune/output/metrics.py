@@ -30,34 +30,25 @@ AUDIT_FORMATS = ("text", "json", "prometheus", "check")
 
 # Tcp (/proc/net/snmp) and TcpExt (/proc/net/netstat) counters exported as Prometheus
 # counters (tcptune_tcp_mib_total{table,counter}) and Nagios perfdata: (table, kernel
-# name, meaning). Meanings from the kernel's Documentation/networking/snmp_counter.rst
-# and RFC 1213.
-EXPORTED_COUNTERS: tuple[tuple[str, str, str], ...] = (
-    ("Tcp", "ActiveOpens", "Connections started by connect()"),
-    ("Tcp", "PassiveOpens", "Connections accepted on a listener"),
-    ("Tcp", "AttemptFails", "Connection attempts that failed"),
-    ("Tcp", "EstabResets", "Resets from ESTABLISHED or CLOSE_WAIT"),
-    ("Tcp", "OutRsts", "Segments sent with the RST flag"),
-    ("Tcp", "RetransSegs", "Segments retransmitted"),
-    ("TcpExt", "ListenOverflows", "Handshakes dropped because a listener's accept queue was full"),
-    ("TcpExt", "ListenDrops", "SYNs dropped at a listener for any reason, overflows included"),
-    ("TcpExt", "TCPAbortOnData", "Resets: data arrived after close(), or close() with SO_LINGER 0"),
-    ("TcpExt", "TCPAbortOnClose", "Resets: close() with unread received data (RFC 2525 2.17)"),
-    ("TcpExt", "TCPAbortOnLinger", "Resets: FIN_WAIT2 ended at once because TCP_LINGER2 < 0"),
-    (
-        "TcpExt",
-        "TCPAbortOnTimeout",
-        "Connections given up (no RST) when retransmission or keepalive timed out",
-    ),
-    ("TcpExt", "TCPAbortOnMemory", "Resets: too many orphans (tcp_max_orphans) or tcp_mem"),
-    (
-        "TcpExt",
-        "TCPTimeWaitOverflow",
-        "Sockets that skipped TIME_WAIT because tcp_max_tw_buckets was reached",
-    ),
-    ("TcpExt", "TW", "TIME_WAIT sockets that ended by their timer"),
-    ("TcpExt", "TWKilled", "TIME_WAIT sockets ended early"),
-    ("TcpExt", "TWRecycled", "TIME_WAIT ports reused for a new connection (tcp_tw_reuse)"),
+# name). What each counts is in the reviewed table, tcptune/model/kernelcounters.py.
+EXPORTED_COUNTERS: tuple[tuple[str, str], ...] = (
+    ("Tcp", "ActiveOpens"),
+    ("Tcp", "PassiveOpens"),
+    ("Tcp", "AttemptFails"),
+    ("Tcp", "EstabResets"),
+    ("Tcp", "OutRsts"),
+    ("Tcp", "RetransSegs"),
+    ("TcpExt", "ListenOverflows"),
+    ("TcpExt", "ListenDrops"),
+    ("TcpExt", "TCPAbortOnData"),
+    ("TcpExt", "TCPAbortOnClose"),
+    ("TcpExt", "TCPAbortOnLinger"),
+    ("TcpExt", "TCPAbortOnTimeout"),
+    ("TcpExt", "TCPAbortOnMemory"),
+    ("TcpExt", "TCPTimeWaitOverflow"),
+    ("TcpExt", "TW"),
+    ("TcpExt", "TWKilled"),
+    ("TcpExt", "TWRecycled"),
 )
 # The sockstat fields exported (mem is in pages, not sockets: left out rather than
 # guess a page size). /proc/net/sockstat, net/ipv4/proc.c sockstat_seq_show.
@@ -69,15 +60,47 @@ TOP_PROCESSES = 10
 OTHER_PROCESSES = "other"
 
 
+TCP_MIB_HELP = (
+    "Tcp (/proc/net/snmp) and TcpExt (/proc/net/netstat) totals by table and kernel name, "
+    "per network namespace since it was created (since boot in the initial namespace); "
+    "`tcptune explain counters` says what each counts."
+)
+
+
+def sockstat_help() -> str:
+    """Return the tcptune_sockstat HELP: each exported field's reviewed meaning."""
+    from tcptune.model.kernelcounters import Scope, counter_doc
+
+    parts = []
+    for field in SOCKSTAT_FIELDS:
+        doc = counter_doc("TCP", field)
+        where = "host-wide" if doc.scope is Scope.HOST else "this namespace"
+        parts.append(f"{field} ({where}): {doc.meaning}")
+    return "Current values of /proc/net/sockstat{,6} by table and field. " + "; ".join(parts)
+
+
 def audit_output(result: AuditResult, output_format: str) -> str:
     """Return the audit in one of AUDIT_FORMATS, ending with a newline."""
     profile = result.profile.name if result.profile else None
     if output_format == "text":
-        return audit_text(result.snapshot, result.findings, profile)
+        return audit_text(
+            result.snapshot,
+            result.findings,
+            profile,
+            rates=result.rates,
+            interval=result.interval,
+        )
     if output_format == "json":
         import json
 
-        return json.dumps(audit_dict(result.snapshot, result.findings, profile), indent=2) + "\n"
+        document = audit_dict(
+            result.snapshot,
+            result.findings,
+            profile,
+            rates=result.rates,
+            interval=result.interval,
+        )
+        return json.dumps(document, indent=2) + "\n"
     if output_format == "prometheus":
         return audit_prometheus(result)
     if output_format == "check":
@@ -188,13 +211,7 @@ def _socket_families(result: AuditResult) -> Iterator[Metric]:
             sockets.add_metric([state.label.lower(), "ipv4"], snapshot.sockets.ipv4.get(state, 0))
             sockets.add_metric([state.label.lower(), "ipv6"], snapshot.sockets.ipv6.get(state, 0))
     yield sockets
-    sockstat = GaugeMetricFamily(
-        "tcptune_sockstat",
-        "/proc/net/sockstat{,6} by table and field: inuse (every state but TIME_WAIT, this "
-        "namespace), orphan (no process holds them, host-wide), tw (timewait minisockets: "
-        "TIME_WAIT and orphaned FIN_WAIT2, this namespace), alloc (host-wide).",
-        labels=["table", "field"],
-    )
+    sockstat = GaugeMetricFamily("tcptune_sockstat", sockstat_help(), labels=["table", "field"])
     for table in ("TCP", "TCP6"):
         for key, value in snapshot.counters.sockstat.get(table, {}).items():
             if key in SOCKSTAT_FIELDS:
@@ -259,13 +276,8 @@ def _counter_families(snapshot: Snapshot) -> Iterator[Metric]:
     """Yield the exported Tcp and TcpExt counters under one counter by table and name."""
     from prometheus_client.metrics_core import CounterMetricFamily
 
-    counters = CounterMetricFamily(
-        "tcptune_tcp_mib",
-        "Tcp (/proc/net/snmp) and TcpExt (/proc/net/netstat) counters since boot, by "
-        "table and kernel name (Documentation/networking/snmp_counter.rst).",
-        labels=["table", "counter"],
-    )
-    for table, name, _meaning in EXPORTED_COUNTERS:
+    counters = CounterMetricFamily("tcptune_tcp_mib", TCP_MIB_HELP, labels=["table", "counter"])
+    for table, name in EXPORTED_COUNTERS:
         value = _counter_value(snapshot, table).get(name)
         if value is not None:
             counters.add_metric([table, name], value)
@@ -320,7 +332,7 @@ def check_perfdata(snapshot: Snapshot) -> str:
     detection = keepalive_detection_seconds(snapshot)
     if detection is not None:
         items.append(f"keepalive_detection={detection}s")
-    for table, name, _meaning in EXPORTED_COUNTERS:
+    for table, name in EXPORTED_COUNTERS:
         value = _counter_value(snapshot, table).get(name)
         if value is not None:
             items.append(f"{name}={value}c")

@@ -31,6 +31,8 @@ class AuditResult:
     interval: float | None
     # CLOSE_WAIT sockets per process name; None when owners were not looked up
     close_wait_by_process: Mapping[str, int] | None = None
+    # Tcp/TcpExt counter name -> change per second over --interval; None without it
+    rates: Mapping[str, float] | None = None
 
     @property
     def status(self) -> ExitStatus:
@@ -92,4 +94,6 @@ def run_audit(
         )
     evidence = Evidence(snapshot, procfs, loaded, rates, interval, owners)
     findings = tuple(advise(evidence, ignore))
-    return AuditResult(snapshot, loaded, findings, interval, evidence.close_wait_by_process())
+    return AuditResult(
+        snapshot, loaded, findings, interval, evidence.close_wait_by_process(), rates
+    )

@@ -107,7 +107,8 @@ def test_rising_zero_linger_resets_warn_with_a_rate(lab: SocketLab) -> None:
     found = {item.id: item for item in result.findings}["linger-zero"]
     assert found.severity is Severity.WARNING
     assert any(
-        "TCPAbortOnData 4 since boot, " in line and "/s over the last 2 s" in line
+        "TCPAbortOnData 4 since this network namespace was created, " in line
+        and "/s over the last 2 s" in line
         for line in found.evidence
     )
 
@@ -115,7 +116,7 @@ def test_rising_zero_linger_resets_warn_with_a_rate(lab: SocketLab) -> None:
 def test_unread_data_close_is_abort_on_close(lab: SocketLab) -> None:
     lab.close_with_unread_data(2)
     found = findings()["abort-on-close"]
-    assert found.evidence == ("TCPAbortOnClose 2 since boot",)
+    assert found.evidence == ("TCPAbortOnClose 2 since this network namespace was created",)
 
 
 def test_listen_overflow_is_seen(lab: SocketLab) -> None:
@@ -225,7 +226,11 @@ def test_values_the_kernel_accepts_but_mean_nothing_are_flagged(lab: SocketLab) 
     write_sysctl("net.ipv4.tcp_timestamps", "7")
     found = findings()
     probes = found["setting-out-of-range:net.ipv4.tcp_keepalive_probes"]
-    assert probes.evidence == ("net.ipv4.tcp_keepalive_probes = 0, outside 1..127",)
+    assert probes.evidence == (
+        "net.ipv4.tcp_keepalive_probes = 0, outside tcptune's sanity range 1..127",
+        "the kernel accepts 0..255 (proc_dou8vec_minmax, a u8)",
+    )
+    assert probes.title == "tcp_keepalive_probes = 0 is outside the sensible 1..127"
     assert "setting-out-of-range:net.ipv4.tcp_timestamps" in found
     assert "setting-out-of-range:net.ipv4.tcp_fin_timeout" not in found
 
