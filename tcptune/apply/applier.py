@@ -127,10 +127,10 @@ class ApplyResult:
 
 @dataclass(frozen=True)
 class RollbackResult:
-    """What a rollback restored."""
+    """What a rollback restored, or with --dry-run (entry_id None) would restore."""
 
     record: ApplyRecord
-    entry_id: int
+    entry_id: int | None  # its history entry; None: a dry run, nothing written or recorded
     restored: tuple[Change, ...]
     dropin_action: str | None  # "restored", "removed", or why it was left alone
     notes: tuple[str, ...] = ()
@@ -233,10 +233,13 @@ def _same(name: str, a: str, b: str) -> bool:
     return same_text(unit_of(name), a, b)
 
 
+Step = tuple[str, Callable[[], None]]  # what a last write is called, and the write
+
+
 def write_all(
     changes: Sequence[Change],
     writer: SysctlWriter,
-    last_step: tuple[str, Callable[[], None]] | None = None,
+    last_step: Step | None = None,
 ) -> None:
     """Write and read back every change, then run ``last_step``; on any failure undo all.
 
@@ -598,38 +601,55 @@ def _rollback_changes(record: ApplyRecord, writer: SysctlWriter) -> tuple[list[C
     return changes, notes
 
 
+def _rollback_steps(
+    env: Environment,
+) -> tuple[ApplyRecord, list[Change], list[str], str | None, Step | None]:
+    """Return the newest undo record and what undoing it writes: keys, notes, drop-in step."""
+    stack = env.store.undo_stack()
+    if not stack:
+        raise UnavailableError(
+            f"nothing to roll back: no apply is recorded in {env.store.state_path} "
+            "(see `tcptune history`)"
+        )
+    record = stack[-1]
+    here = current_namespace(env.procfs, read_context(env.procfs))
+    difference = namespace_difference(_recorded_namespace(record), here)
+    if record.changes and difference is not None:
+        raise UnavailableError(
+            f"apply #{record.id} changed another network namespace: it {difference}. "
+            "Its saved values belong to that namespace; roll back from inside it "
+            f"(--netns/--pid), or, if it is gone, drop the record with "
+            f"`tcptune rollback --forget {record.id}`; nothing was changed"
+        )
+    changes, notes = _rollback_changes(record, env.writer)
+    dropin_action: str | None = None
+    last_step: Step | None = None
+    if record.dropin is not None:
+        backup = record.dropin
+        dropin_action, current = _dropin_rollback_action(backup)
+        if dropin_action in ("restored", "removed"):
+            notes += _hand_edit_notes(record, backup, current)
+            last_step = (
+                f"restore {backup.path}",
+                lambda: sysctld.restore_dropin(Path(backup.path), backup.previous),
+            )
+    return record, changes, notes, dropin_action, last_step
+
+
+def rollback_preview(env: Environment) -> RollbackResult:
+    """Return what ``rollback`` would restore now, reading only (``rollback --dry-run``)."""
+    record, changes, notes, dropin_action, _step = _rollback_steps(env)
+    return RollbackResult(record, None, tuple(changes), dropin_action, tuple(notes))
+
+
 def rollback(env: Environment, *, command: str) -> RollbackResult:
     """Undo the newest apply not yet rolled back, all or nothing, and verify it."""
     check_privilege(env.identity, command)
     with env.store.locked(env.lock_timeout):
         stack = env.store.undo_stack()
-        if not stack:
-            raise UnavailableError(
-                f"nothing to roll back: no apply is recorded in {env.store.state_path} "
-                "(see `tcptune history`)"
-            )
-        record = stack[-1]
-        check_writable(env.procfs, [c.name for c in record.changes])
-        here = current_namespace(env.procfs, read_context(env.procfs))
-        difference = namespace_difference(_recorded_namespace(record), here)
-        if record.changes and difference is not None:
-            raise UnavailableError(
-                f"apply #{record.id} changed another network namespace: it {difference}. "
-                "Its saved values belong to that namespace; roll back from inside it "
-                f"(--netns/--pid), or, if it is gone, drop the record with "
-                f"`tcptune rollback --forget {record.id}`; nothing was changed"
-            )
-        changes, notes = _rollback_changes(record, env.writer)
-        dropin_action, last_step = None, None
-        if record.dropin is not None:
-            backup = record.dropin
-            dropin_action, current = _dropin_rollback_action(backup)
-            if dropin_action in ("restored", "removed"):
-                notes += _hand_edit_notes(record, backup, current)
-                last_step = (
-                    f"restore {backup.path}",
-                    lambda: sysctld.restore_dropin(Path(backup.path), backup.previous),
-                )
+        if stack:
+            check_writable(env.procfs, [c.name for c in stack[-1].changes])
+        record, changes, notes, dropin_action, last_step = _rollback_steps(env)
         entry_id = env.store.next_id()
         where = _namespace_label(env, _recorded_namespace(record))
         try:

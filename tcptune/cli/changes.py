@@ -233,17 +233,29 @@ def _report_problems(problems: tuple[str, ...]) -> None:
     help="Drop apply ID from the undo stack without restoring anything (for a namespace "
     "that no longer exists); logged in the history and syslog.",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Show what the rollback would restore and write nothing: no lock, no history entry.",
+)
 @STATE_DIR_OPTION
 @LOCK_TIMEOUT_OPTION
 @click.pass_context
 def rollback(
-    ctx: click.Context, as_json: bool, forget: int | None, state_dir: Path, lock_timeout: float
+    ctx: click.Context,
+    as_json: bool,
+    forget: int | None,
+    dry_run: bool,
+    state_dir: Path,
+    lock_timeout: float,
 ) -> ExitStatus:
     """Undo the newest apply not yet rolled back, and verify every key.
 
     Applies form a stack: each rollback undoes one apply and takes it off, so a
     second rollback undoes the apply before it; it never re-applies anything.
     The drop-in written by --persist is restored to what it was, or removed.
+    --dry-run reads the same record and the live values and says what would
+    be restored, writing nothing.
 
     \b
     A record whose namespace no longer exists (a container that exited) can
@@ -253,6 +265,7 @@ def rollback(
     \b
     Examples:
       sudo tcptune rollback
+      tcptune rollback --dry-run           what it would restore
       sudo tcptune rollback --state-dir /srv/tcptune-state
       sudo tcptune rollback --forget 7      drop record 7, restore nothing
 
@@ -272,6 +285,10 @@ def rollback(
 
     env = _environment(ctx.obj, state_dir, Path("/"), None, lock_timeout)
     command = _command_line(ctx, "rollback", *_state_words(state_dir))
+    if forget is not None and dry_run:
+        from tcptune.exitcodes import UsageError
+
+        raise UsageError("--dry-run shows a rollback; it cannot go with --forget")
     if forget is not None:
         forgotten = applier.forget(env, forget, command=f"{command} --forget {forget}")
         if as_json:
@@ -280,7 +297,10 @@ def rollback(
             click.echo(changes.forget_text(forgotten), nl=False)
         _report_problems(forgotten.problems)
         return forgotten.status
-    result = applier.rollback(env, command=command)
+    if dry_run:
+        result = applier.rollback_preview(env)
+    else:
+        result = applier.rollback(env, command=command)
     if as_json:
         click.echo(json.dumps(changes.rollback_dict(result), indent=2))
     else:

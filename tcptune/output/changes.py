@@ -263,20 +263,30 @@ def _changes_json(changes: Sequence[Change]) -> list[dict[str, str]]:
 
 @terminal_safe
 def rollback_text(result: RollbackResult) -> str:
-    """Return what a rollback restored and verified."""
+    """Return what a rollback restored and verified, or (a dry run) would restore."""
     record = result.record
+    dry_run = result.entry_id is None
+    verb = "would undo" if dry_run else "undid"
     lines = [
-        f"tcptune rollback: undid apply #{record.id} of {record.profile}",
+        f"tcptune rollback: {verb} apply #{record.id} of {record.profile}",
         f"  applied {iso_time(record.time)} by {record.who.describe()}",
     ]
-    lines += [f"  {_change_text(c, short=True)} (verified)" for c in result.restored]
+    if dry_run:
+        lines += [f"  would set {_change_text(c, short=True)}" for c in result.restored]
+    else:
+        lines += [f"  {_change_text(c, short=True)} (verified)" for c in result.restored]
     if not result.restored:
-        lines.append("  every key already had its previous value")
+        lines.append(f"  every key already {'has' if dry_run else 'had'} its previous value")
     for note in result.notes:
         lines += _wrapped(note, "  note: ")
     if record.dropin is not None:
-        lines += _wrapped(f"{record.dropin.path}: {result.dropin_action}", "  drop-in ")
-    lines.append(f"Recorded as #{result.entry_id} in the history.")
+        action = result.dropin_action
+        shown = f"would be {action}" if dry_run and action in ("restored", "removed") else action
+        lines += _wrapped(f"{record.dropin.path}: {shown}", "  drop-in ")
+    if dry_run:
+        lines.append("Nothing was written (--dry-run).")
+    else:
+        lines.append(f"Recorded as #{result.entry_id} in the history.")
     return "\n".join(lines) + "\n"
 
 
@@ -285,7 +295,8 @@ def rollback_dict(result: RollbackResult) -> dict[str, Any]:
     record = result.record
     return {
         "schema": JSON_SCHEMA_VERSION,
-        "undid": record.id,
+        "undid": record.id,  # with dry_run: the apply it would undo
+        "dry_run": result.entry_id is None,
         "profile": record.profile,
         "entry": result.entry_id,
         "restored": _changes_json(result.restored),

@@ -97,6 +97,21 @@ def test_plan_apply_verify_history_rollback(netns: str, dirs: dict[str, str]) ->
     assert (entry["action"], entry["outcome"], entry["profile"]) == ("apply", "applied", "web")
     assert entry["who"]["uid"] == os.getuid()
 
+    # A dry run says what the rollback would restore, and writes and records nothing.
+    state_files = sorted((p.name, p.read_bytes()) for p in Path(dirs["state"]).iterdir())
+    code, out, err = run("rollback", "--state-dir", dirs["state"], "--dry-run")
+    assert (code, err) == (0, "")
+    assert "would undo apply #1 of web" in out
+    assert f"would set tcp_fin_timeout: 15 -> {before[0].strip()}" in out
+    assert "90-tcptune.conf: would be removed" in " ".join(out.split())
+    assert out.endswith("Nothing was written (--dry-run).\n")
+    code, out, err = run("rollback", "--state-dir", dirs["state"], "--dry-run", "--json")
+    document = json.loads(out)
+    assert (document["dry_run"], document["undid"], document["entry"]) == (True, 1, None)
+    assert {c["name"]: c["after"] for c in document["restored"]}[FIN] == before[0].strip()
+    assert live(FIN) == "15\n"
+    assert sorted((p.name, p.read_bytes()) for p in Path(dirs["state"]).iterdir()) == state_files
+
     code, out, err = run("rollback", "--state-dir", dirs["state"])
     assert (code, err) == (0, "")
     assert "undid apply #1 of web" in out
@@ -106,9 +121,10 @@ def test_plan_apply_verify_history_rollback(netns: str, dirs: dict[str, str]) ->
     code, out, err = run("verify", dirs["profile"], "--boot-root", dirs["root"])
     assert code == ExitStatus.DRIFT == 4
     assert "2 of 2 keys drifted" in out
-    code, out, err = run("rollback", "--state-dir", dirs["state"])
-    assert code == ExitStatus.UNAVAILABLE and out == ""
-    assert err.startswith("tcptune: nothing to roll back")
+    for dry_run in ([], ["--dry-run"]):
+        code, out, err = run("rollback", "--state-dir", dirs["state"], *dry_run)
+        assert code == ExitStatus.UNAVAILABLE and out == ""
+        assert err.startswith("tcptune: nothing to roll back")
 
 
 BAD_PROFILES = {
