@@ -297,10 +297,7 @@ def rollback(
             click.echo(changes.forget_text(forgotten), nl=False)
         _report_problems(forgotten.problems)
         return forgotten.status
-    if dry_run:
-        result = applier.rollback_preview(env)
-    else:
-        result = applier.rollback(env, command=command)
+    result = applier.rollback_preview(env) if dry_run else applier.rollback(env, command=command)
     if as_json:
         click.echo(json.dumps(changes.rollback_dict(result), indent=2))
     else:

@@ -10,6 +10,7 @@ test). Without ansible-core
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import importlib.util
 import itertools
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -450,3 +452,159 @@ def test_a_failing_apply_stops_the_rollout(ansible: Ansible, netns: str, tmp_pat
     assert "no profile named 'no-such-profile'" in run.stdout
     assert read_sysctls(netns) == before
     assert not dropins.exists()
+
+
+@contextmanager
+def another_netns() -> Iterator[str]:
+    """Create one more throwaway ``ip netns`` namespace with lo up, deleted afterwards."""
+    name = f"tcptune-ansible-{os.getpid()}-{next(_names)}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def from_checkout(ansible: Ansible) -> Ansible:
+    """Return the runner with this checkout first on the hosts' sys.path (tcptune_install false).
+
+    `python -P -m tcptune` ignores the working directory, so without this the playbooks
+    would run whatever tcptune the Python has installed, not the code under test.
+    """
+    return dataclasses.replace(ansible, env={**ansible.env, "PYTHONPATH": str(REPO)})
+
+
+def tcptune_in(netns: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run tcptune inside ``netns`` (``ip netns exec``), from this checkout."""
+    return subprocess.run(
+        ["ip", "netns", "exec", netns, sys.executable, "-m", "tcptune", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_verify_playbook_reports_which_hosts_drift_from_which_profile_by_key(
+    ansible: Ansible, netns: str, tmp_path: Path
+) -> None:
+    ansible = from_checkout(ansible)
+    profiles = write_profile(tmp_path / "profiles")
+    boot = tmp_path / "boot"
+    (boot / "etc" / "sysctl.d").mkdir(parents=True)
+    (boot / "etc" / "sysctl.d" / "50-site.conf").write_text(f"{FIN} = 33\n")
+    state = ["--state-dir", str(tmp_path / "state")]
+    tuned = tcptune_in(netns, "apply", str(profiles / f"{PROFILE}.toml"), "--apply", *state)
+    assert tuned.returncode == 0, tuned.stderr
+    report = tmp_path / "drift.json"
+    with another_netns() as stock:
+        # The profile is a host variable, as in a fleet where hosts have different profiles.
+        inventory = ansible.inventory(
+            f"tuned {netns_var(netns)} tcptune_profile={PROFILE}",
+            f"stock {netns_var(stock)} tcptune_profile={PROFILE}",
+            f"broken {netns_var(stock)} tcptune_profile=no-such-profile",
+        )
+        variables = {
+            "tcptune_install": False,
+            "tcptune_python": sys.executable,
+            "tcptune_verify_args": ["--profile-dir", str(profiles)],
+            "tcptune_boot_root": str(boot),
+            "tcptune_drift_report": str(report),
+        }
+        run = ansible.playbook("verify.yml", variables, inventory=inventory)
+        defaults = read_sysctls(stock)
+        # Check mode runs the same (verify only reads); fail_on_drift fails the drifting host.
+        strict = ansible.playbook(
+            "verify.yml",
+            {**variables, "tcptune_fail_on_drift": True},
+            "--check",
+            inventory=inventory,
+        )
+    assert run.returncode == 2, run.explain()  # only "broken" failed (no such profile)
+    assert {host: counts["failed"] for host, counts in run.recap.items()} == {
+        "tuned": 0,
+        "stock": 0,
+        "broken": 1,
+    }, run.explain()
+    assert all(counts["changed"] == 0 for counts in run.recap.values()), run.explain()
+    drift = json.loads(report.read_text())
+    assert drift["schema"] == 1 and drift["hosts_verified"] == 2
+    assert (drift["drifted"], drift["failed"]) == (["stock"], ["broken"])
+    assert drift["profiles"] == {PROFILE: {"drifted": ["stock"], "ok": ["tuned"]}}
+    assert sorted(drift["by_key"]) == sorted(TARGETS)
+    (fin,) = drift["by_key"][FIN]
+    assert (fin["host"], fin["profile"], fin["state"]) == ("stock", PROFILE, "drift")
+    assert (str(fin["live"]), fin["target"]) == (defaults[FIN], str(TARGETS[FIN]))
+    assert fin["boot"]["value"] == "33" and fin["boot"]["file"].endswith("50-site.conf")
+    assert drift["hosts"]["tuned"]["drifted_keys"] == []
+    assert f"{PROFILE}: drifted stock; ok tuned" in run.stdout
+    assert f"stock, {PROFILE}: {defaults[FIN]} -> {TARGETS[FIN]}; boot 33 from" in run.stdout
+    assert "failed: broken" in run.stdout
+
+    assert strict.returncode == 2, strict.explain()
+    assert strict.recap["stock"]["failed"] == 1 and strict.recap["tuned"]["failed"] == 0
+    assert f"stock drifts from {PROFILE}: {FIN}" in " ".join(strict.stdout.split())
+
+
+def test_rollback_playbook_previews_in_check_mode_then_rolls_back_once(
+    ansible: Ansible, netns: str, tmp_path: Path
+) -> None:
+    ansible = from_checkout(ansible)
+    state, dropins = tmp_path / "state", tmp_path / "sysctl.d"
+    profile = write_profile(tmp_path / "profiles") / f"{PROFILE}.toml"
+    before = read_sysctls(netns)
+    applied = tcptune_in(
+        netns, "apply", str(profile), "--apply", "--persist",
+        "--state-dir", str(state), "--sysctl-dir", str(dropins),
+    )  # fmt: skip
+    assert applied.returncode == 0, applied.stderr
+    assert read_sysctls(netns) == {key: str(value) for key, value in TARGETS.items()}
+    variables = {
+        "tcptune_python": sys.executable,
+        "tcptune_state_dir": str(state),
+    }
+    state_before = sorted((p.name, p.read_bytes()) for p in state.iterdir())
+
+    check = ansible.playbook("rollback.yml", variables, "--check", netns=netns)
+    assert check.returncode == 0, check.explain()
+    assert check.recap["localhost"]["changed"] == 1, check.explain()  # "would change"
+    assert f"would set {FIN}: {TARGETS[FIN]} -> {before[FIN]}" in check.stdout
+    assert "90-tcptune.conf: would be removed" in check.stdout
+    assert read_sysctls(netns) == {key: str(value) for key, value in TARGETS.items()}
+    assert sorted((p.name, p.read_bytes()) for p in state.iterdir()) == state_before
+
+    done = ansible.playbook("rollback.yml", variables, netns=netns)
+    assert done.returncode == 0, done.explain()
+    assert done.recap["localhost"]["changed"] == 1, done.explain()
+    assert f"set {FIN}: {TARGETS[FIN]} -> {before[FIN]}" in done.stdout
+    assert read_sysctls(netns) == before
+    assert not (dropins / "90-tcptune.conf").exists()
+
+    again = ansible.playbook("rollback.yml", variables, netns=netns)
+    assert again.returncode == 0, again.explain()
+    assert again.recap["localhost"]["changed"] == 0, again.explain()
+    assert "nothing to roll back" in again.stdout
+
+
+def test_a_failing_rollback_stops_the_later_batches(
+    ansible: Ansible, netns: str, tmp_path: Path
+) -> None:
+    ansible = from_checkout(ansible)
+    profile = write_profile(tmp_path / "profiles") / f"{PROFILE}.toml"
+    good, bad = tmp_path / "good-state", tmp_path / "bad-state"
+    applied = tcptune_in(netns, "apply", str(profile), "--apply", "--state-dir", str(good))
+    assert applied.returncode == 0, applied.stderr
+    bad.mkdir(mode=0o700)
+    (bad / "state.json").write_text("{ torn")  # exit 65: corrupt state, nothing written
+    inventory = ansible.inventory(
+        f"first tcptune_state_dir={bad}", f"second tcptune_state_dir={good}"
+    )
+    run = ansible.playbook(
+        "rollback.yml", {"tcptune_python": sys.executable}, inventory=inventory, netns=netns
+    )
+    assert run.returncode == 2, run.explain()
+    assert run.recap["first"]["failed"] == 1, run.explain()
+    assert "second" not in run.recap, run.explain()  # its batch never started
+    assert read_sysctls(netns) == {key: str(value) for key, value in TARGETS.items()}
