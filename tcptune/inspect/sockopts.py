@@ -173,6 +173,18 @@ def _options(row: Mapping[str, Any], hz: int, resolved: Mapping[str, Any]) -> So
         linger_seconds=lingertime // hz if lingertime < MAX_SCHEDULE_TIMEOUT else -1,
         linger2=-1 if linger2 < 0 else _seconds(linger2, hz),
         user_timeout_ms=int(row["user_timeout"]),
+        idle_seconds=0.0 if row["state"] == TcpState.LISTEN else _idle(row) / hz,
+    )
+
+
+def _idle(row: Mapping[str, Any]) -> int:
+    """Return jiffies since the peer was last heard from, as keepalive_time_elapsed() counts.
+
+    tcp_jiffies32 is the low 32 bits of jiffies; the differences wrap as u32.
+    """
+    now = int(row["now"]) & 0xFFFFFFFF
+    return min(
+        (now - int(row["lrcvtime"])) & 0xFFFFFFFF, (now - int(row["rcv_tstamp"])) & 0xFFFFFFFF
     )
 
 

@@ -38,6 +38,7 @@ class SocketOptions:
     linger_seconds: int  # SO_LINGER l_linger (meaningful with linger on)
     linger2: int | None  # TCP_LINGER2 seconds; -1: negative (RST); None: tcp_fin_timeout
     user_timeout_ms: int  # TCP_USER_TIMEOUT; 0: off
+    idle_seconds: float = 0.0  # since the peer was last heard from (keepalive_time_elapsed())
 
     @property
     def own_keepalive(self) -> bool:

@@ -125,6 +125,13 @@ CLAIMS: Mapping[str, Claim] = _claims(
         "test_reuseaddr_bind_connect_takes_over_time_wait",
     ),
     Claim(
+        "listener-restart-eaddrinuse",
+        "a listener's port with a TIME_WAIT socket left by the server's own close cannot be "
+        "bound again (EADDRINUSE) unless the old and the new socket set SO_REUSEADDR",
+        "net/ipv4/inet_connection_sock.c inet_csk_bind_conflict() (sk_reuse on both)",
+        "test_listener_without_reuseaddr_cannot_restart_over_its_time_wait",
+    ),
+    Claim(
         "user-timeout-connect",
         "TCP_USER_TIMEOUT also bounds connect(): a SYN that is never answered fails with "
         "ETIMEDOUT after the user timeout",

@@ -218,3 +218,37 @@ def test_audit_names_own_keepalive_and_linger_abort_holders(
         assert abort.evidence[1] == "aborter: 2 sockets"
         assert abort.severity.label == "warning"
         assert advise  # the same checks the CLI runs
+
+
+def test_findings_name_each_option_holder(netns: None, holder_binary: Path, tmp_path: Path) -> None:
+    from tcptune.run.audit import run_audit
+
+    with (
+        Holder(holder_binary, "lingerer", "linger5", 7300, 2),
+        Holder(holder_binary, "patient", "usertimeout", 7301, 3),
+        Holder(holder_binary, "finlinger", "linger2", 7302, 1),
+        Holder(holder_binary, "finreset", "linger2neg", 7303, 2),
+        Holder(holder_binary, "noreuse", "noreuse", 7304, 0),
+    ):
+        result = run_audit(PROC, options=BpfSeams(cache_dir=tmp_path))
+        status = result.snapshot.sockopts
+        if status is None or status.inventory is None:
+            skip_or_fail("BPF inventory cannot run here")
+        found = {f.id: f for f in result.findings}
+        assert found["linger-block"].data == {"sockets": 2, "processes": ["lingerer"]}
+        assert found["linger-block"].evidence[1] == "lingerer: 2 sockets, linger 5 s"
+        assert found["user-timeout"].data == {"sockets": 3, "processes": ["patient"], "cut": 0}
+        assert found["user-timeout"].evidence[0] == (
+            "3 sockets in 1 process set TCP_USER_TIMEOUT: patient: 3 sockets, 30 s"
+        )
+        assert found["linger2"].data == {"own": 1, "negative": 2}
+        assert found["linger2"].severity.label == "warning"
+        assert "finlinger: 1 socket, 10 s" in found["linger2"].evidence[0]
+        assert found["listener-no-reuseaddr"].data == {
+            "listeners": 1,
+            "ports": [7304],
+            "processes": ["noreuse"],
+        }
+        assert "linger-abort" not in found
+        # every connection here was just made: idle well under a second or two
+        assert all(0 <= s.idle_seconds < 5 for s in status.inventory.sockets)

@@ -352,6 +352,35 @@ def test_reuseaddr_bind_connect_takes_over_time_wait(lab: SocketLab) -> None:
         close(lab, new)
 
 
+def test_listener_without_reuseaddr_cannot_restart_over_its_time_wait(lab: SocketLab) -> None:
+    """Claim listener-restart-eaddrinuse: a server that closed first leaves TIME_WAIT on its
+    port; a new listener's bind() then fails with EADDRINUSE unless both set SO_REUSEADDR."""
+    for reuse in (False, True):
+        listener = lab._track(socket.socket())
+        if reuse:
+            listener.setsockopt(*REUSEADDR)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = lab._track(socket.create_connection(("127.0.0.1", port)))
+        accepted = lab._track(listener.accept()[0])  # inherits the listener's SO_REUSEADDR
+        close(lab, accepted)  # the server closes first: its end goes to TIME_WAIT
+        assert client.recv(1) == b""
+        close(lab, client)
+        close(lab, listener)  # the old server is gone ...
+        assert wait_for(lambda p=port: [state for state, _, _ in rows(p)] == ["TIME_WAIT"])
+        restarted = lab._track(socket.socket())
+        if reuse:
+            restarted.setsockopt(*REUSEADDR)
+            restarted.bind(("127.0.0.1", port))  # ... and the new one binds at once
+            restarted.listen()
+        else:
+            with pytest.raises(OSError) as caught:
+                restarted.bind(("127.0.0.1", port))
+            assert caught.value.errno == errno.EADDRINUSE
+        close(lab, restarted)
+
+
 def test_user_timeout_bounds_connect(lab: SocketLab) -> None:
     """Claim user-timeout-connect: a dropped SYN fails connect() after TCP_USER_TIMEOUT."""
     listener = lab.listen(backlog=0)

@@ -44,6 +44,17 @@ class IterProgram:
     seq_write: int  # BPF_FUNC_seq_write
     convert: int | None  # a helper turning the object into the type the reads expect
     reads: tuple[Read, ...]
+    clock: int | None = None  # a helper whose result is stored as "now" (e.g. bpf_jiffies64)
+
+
+CLOCK = "now"  # the record field the clock helper's result goes to
+
+
+def record_reads(spec: IterProgram) -> tuple[Read, ...]:
+    """Return the reads plus the clock's 8-byte slot: every field the record holds."""
+    if spec.clock is None:
+        return spec.reads
+    return (*spec.reads, Read(CLOCK, True, (), 0, 8))
 
 
 def layout(reads: Sequence[Read]) -> tuple[dict[str, int], int]:
@@ -64,7 +75,7 @@ _OUT = b"OUT"  # placeholder (4 bytes, never an 8-byte instruction): jump to the
 
 def build(spec: IterProgram) -> bytes:
     """Return the program's instructions."""
-    offsets, size = layout(spec.reads)
+    offsets, size = layout(record_reads(spec))
     record = -size  # the record sits at the top of the stack: r10 - size
     code: list[bytes] = [
         # r6 = ctx; r7 = ctx->meta->seq, the seq_file the record is written to
@@ -79,6 +90,9 @@ def build(spec: IterProgram) -> bytes:
         # r8 = convert(r8), skipping objects it refuses (NULL)
         code += [asm.mov_reg(R1, R8), asm.call(spec.convert), _OUT + bytes([R0])]
         code += [asm.mov_reg(R8, R0)]
+    if spec.clock is not None:
+        # record.now = clock()
+        code += [asm.call(spec.clock), asm.store(8, R10, record + offsets[CLOCK], R0)]
     for read in spec.reads:
         # r1 = the value: walk the pointers (each load checked against BTF), then load
         base = R6 if read.from_ctx else R8

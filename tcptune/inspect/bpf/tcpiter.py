@@ -54,6 +54,9 @@ TCP_WANTED: tuple[Wanted, ...] = (
     Wanted("keepalive_probes", "keepalive_probes"),  # count, 0: the sysctl
     Wanted("linger2", "linger2"),  # jiffies, 0: the sysctl, <0: RST
     Wanted("user_timeout", "inet_conn.icsk_user_timeout"),  # ms
+    # When the peer was last heard from (u32 jiffies): keepalive_time_elapsed() in tcp.h
+    Wanted("rcv_tstamp", "rcv_tstamp"),
+    Wanted("lrcvtime", "inet_conn.icsk_ack.lrcvtime"),
     # The namespace's tcp_keepalive_time in jiffies: with the sysctl in seconds it gives HZ.
     Wanted("netns_keepalive_time", COMMON + "skc_net.net->ipv4.sysctl_tcp_keepalive_time"),
 )
@@ -92,6 +95,7 @@ def resolve(btf: Btf, wanted: Sequence[Wanted] = TCP_WANTED) -> dict[str, Any]:
         "object_offset": _arg(params, "sk_common"),
         "seq_write": btf.enumerator("bpf_func_id", "BPF_FUNC_seq_write"),
         "convert": btf.enumerator("bpf_func_id", "BPF_FUNC_skc_to_tcp_sock"),
+        "clock": btf.enumerator("bpf_func_id", "BPF_FUNC_jiffies64"),
         "reads": reads,
         "bits": bits,
         "signed": signed,
@@ -147,16 +151,17 @@ def program_spec(resolved: dict[str, Any]) -> IterProgram:
         resolved["seq_write"],
         resolved["convert"],
         reads,
+        resolved["clock"],
     )
 
 
 def record_decoder(resolved: dict[str, Any]) -> tuple[struct.Struct, list[str]]:
     """Return a struct for one record and the field names in its order."""
-    spec = program_spec(resolved)
-    offsets, size = loader.layout(spec.reads)
+    reads = loader.record_reads(program_spec(resolved))
+    offsets, size = loader.layout(reads)
     codes = {1: "B", 2: "H", 4: "I", 8: "Q"}
     fmt, names, position = "<", [], 0
-    for read in sorted(spec.reads, key=lambda r: offsets[r.name]):
+    for read in sorted(reads, key=lambda r: offsets[r.name]):
         fmt += "x" * (offsets[read.name] - position)
         width = read.size * read.pieces
         fmt += f"{width}s" if read.name in RAW else codes[read.size]
