@@ -232,7 +232,8 @@ def make_venv(repo: Path, into: Path) -> tuple[str, str]:
     the console script runs the interpreter and site a user would have.
     """
     venv = into / "venv"
-    subprocess.run([PY, "-m", "venv", str(venv)], check=True)
+    # No pip (and no setuptools .pth) in the venv: the running pip installs into it.
+    subprocess.run([PY, "-m", "venv", "--without-pip", str(venv)], check=True)
     wheels = into / "wheels"
     subprocess.run(
         [

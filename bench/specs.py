@@ -54,13 +54,26 @@ def commands(tools: Tools) -> tuple[CommandSpec, ...]:
     tt = tools.tcptune
     specs = [
         CommandSpec("python", "python -c pass (start-up floor)", (tools.python, "-c", "pass")),
+        # The audit of issue 13 (sock_diag counts and details, CLOSE_WAIT owners). Issue 12
+        # added a BPF inventory of every socket's options, on by default: measured apart.
         CommandSpec(
-            "tcptune", "tcptune audit --json", (*tt, "audit", "--json"), AUDIT_OK, "tcptune-json"
+            "tcptune",
+            "tcptune audit --json --no-options",
+            (*tt, "audit", "--json", "--no-options"),
+            AUDIT_OK,
+            "tcptune-json",
         ),
         CommandSpec(
             "tcptune-no-owners",
-            "tcptune audit --json --no-owners",
-            (*tt, "audit", "--json", "--no-owners"),
+            "tcptune audit --json --no-owners --no-options",
+            (*tt, "audit", "--json", "--no-owners", "--no-options"),
+            AUDIT_OK,
+            "tcptune-json",
+        ),
+        CommandSpec(
+            "tcptune-options",
+            "tcptune audit --json (with the BPF options inventory)",
+            (*tt, "audit", "--json"),
             AUDIT_OK,
             "tcptune-json",
         ),
