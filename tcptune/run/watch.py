@@ -68,7 +68,7 @@ class StateRow:
 
 @dataclass(frozen=True)
 class RateRow:
-    """One counter: its value since boot and its rate over the last interval."""
+    """One counter: its per-namespace total (since boot only in the initial namespace) and rate."""
 
     table: str  # "Tcp" or "TcpExt"
     name: str

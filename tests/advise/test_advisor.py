@@ -253,3 +253,14 @@ def test_a_profile_pinning_tw_recycle_to_zero_is_not_flagged(tmp_path: Path) -> 
     procfs = ProcFS(FIXTURES / "container-ns")
     result = run_audit(procfs, source=SocketSource.PROCFS, profile="pin", profile_dirs=(tmp_path,))
     assert "tw-recycle" not in {item.id for item in result.findings}
+
+
+def test_keepalive_armed_wording_never_says_at_least_zero_of_zero() -> None:
+    from tcptune.advise.keepalive import keepalive_armed_text
+
+    assert keepalive_armed_text(0, 0) == (
+        "no ESTABLISHED sockets now, so none a keepalive sysctl change would touch"
+    )
+    assert keepalive_armed_text(0, 5).startswith("none of the 5 ESTABLISHED sockets has")
+    assert keepalive_armed_text(2, 5).startswith("2 of 5 ESTABLISHED sockets have")
+    assert "at least" not in keepalive_armed_text(0, 0) + keepalive_armed_text(0, 5)

@@ -75,7 +75,7 @@ def test_the_dashboard_shows_what_an_incident_needs() -> None:
     for wanted in [
         "Sockets per state",
         "CLOSE_WAIT per process",
-        "TIME_WAIT headroom",
+        "Timewait headroom (TIME_WAIT + orphaned FIN_WAIT2)",
         "Ephemeral port headroom",
         "Resets",
         "Drift",
