@@ -15,6 +15,7 @@ from tcptune.cli.group import (
     cli,
     profile_locator,
 )
+from tcptune.cli.habits import complete_profile
 from tcptune.exitcodes import ExitStatus
 
 DEFAULT_STATE_DIR = "/var/lib/tcptune"
@@ -36,6 +37,7 @@ STATE_DIR_OPTION = click.option(
     default=DEFAULT_STATE_DIR,
     show_default=True,
     envvar="TCPTUNE_STATE_DIR",
+    show_envvar=True,
     metavar="DIR",
     help="Where the undo records, the history and the lock live.",
 )
@@ -45,6 +47,7 @@ BOOT_ROOT_OPTION = click.option(
     default="/",
     show_default=True,
     envvar="TCPTUNE_BOOT_ROOT",
+    show_envvar=True,
     metavar="DIR",
     help="Read the boot-time configuration (etc/sysctl.d, run/sysctl.d, "
     "usr/local/lib/sysctl.d, usr/lib/sysctl.d, lib/sysctl.d, etc/sysctl.conf) under DIR.",
@@ -102,7 +105,7 @@ def _state_words(state_dir: Path) -> list[str]:
 
 
 @cli.command()
-@click.argument("profile_name", metavar="PROFILE")
+@click.argument("profile_name", metavar="PROFILE", shell_complete=complete_profile)
 @click.option(
     "--apply",
     "execute",
@@ -307,7 +310,7 @@ def rollback(
 
 
 @cli.command()
-@click.argument("profile_name", metavar="PROFILE")
+@click.argument("profile_name", metavar="PROFILE", shell_complete=complete_profile)
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON (schema 1).")
 @BOOT_ROOT_OPTION
 @PROFILE_DIR_OPTION

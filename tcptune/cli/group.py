@@ -33,6 +33,12 @@ def _fail(message: str, status: int, check: bool = False) -> NoReturn:
 class TcptuneGroup(click.Group):
     """A click group that maps every exception to one stderr line and an ExitStatus."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Parse the global options wherever they are: `tcptune audit --netns blue` too."""
+        from tcptune.cli.habits import hoist_global_options
+
+        return super().parse_args(ctx, hoist_global_options(self, ctx, args))
+
     def main(
         self,
         args: Sequence[str] | None = None,
@@ -132,13 +138,14 @@ PROFILE_DIR_OPTION = click.option(
 
 
 @click.group(cls=TcptuneGroup, context_settings=CONTEXT_SETTINGS)
-@click.version_option(__version__, prog_name="tcptune")
+@click.version_option(__version__, "-V", "--version", prog_name="tcptune")
 @click.option(
     "--proc-root",
     default="/proc",
     show_default=True,
     type=click.Path(path_type=Path, file_okay=False, exists=True),
     envvar="TCPTUNE_PROC_ROOT",
+    show_envvar=True,
     help="Read this procfs tree, e.g. a host's /proc mounted at /host/proc.",
 )
 @click.option(
@@ -161,6 +168,9 @@ def cli(
 ) -> None:
     """Inspect, explain and safely tune Linux TCP teardown and keepalive settings.
 
+    The global options work before or after the command
+    (`tcptune audit --netns blue`). `tcptune help COMMAND` is `COMMAND --help`.
+
     \b
     Examples:
       tcptune audit                      what the settings and sockets say
@@ -178,6 +188,7 @@ def cli(
         "explain",
         "profiles",
         "history",
+        "help",
     ):
         from tcptune.inspect import netns
 

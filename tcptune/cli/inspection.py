@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from tcptune.cli.group import NETNS_LABEL, PROFILE_DIR_OPTION, SECONDS, cli
+from tcptune.cli.habits import complete_profile
 from tcptune.cli.sockets import BTF_CACHE_OPTION, bpf_seams, report_unavailable
 from tcptune.exitcodes import ExitStatus, TcptuneError
 
@@ -28,14 +29,15 @@ from tcptune.exitcodes import ExitStatus, TcptuneError
     "--output",
     callback=lambda _ctx, _param, value: _output_path(value),
     metavar="FILE",
-    help="Replace FILE with the report atomically (temporary file, fsync, rename). "
-    "A symlink at FILE is replaced itself, never followed; FILE must be a regular file, "
-    "a symlink or not exist yet; a regular file's mode is kept (new files: 0644).",
+    help="Replace FILE with the report atomically (temporary file, fsync, rename); "
+    "- is stdout. A symlink at FILE is replaced itself, never followed; FILE must be a "
+    "regular file, a symlink or not exist yet; a regular file's mode is kept (new: 0644).",
 )
 @click.option(
     "--profile",
     "profile",
     metavar="NAME|FILE",
+    shell_complete=complete_profile,
     help="Compare the settings with this profile (see `tcptune profiles`).",
 )
 @PROFILE_DIR_OPTION
@@ -167,8 +169,8 @@ def _unknown_ignores(ignore: tuple[str, ...]) -> list[str]:
 
 
 def _output_path(value: str | None) -> Path | None:
-    """Return --output as a Path; an empty string names no file (Path('') would be '.')."""
-    if value is None:
+    """Return --output as a Path, None for stdout ("-"); an empty string names no file."""
+    if value is None or value == "-":
         return None
     if not value:
         raise click.BadParameter("needs a file name, got an empty string")
@@ -224,7 +226,8 @@ def watch(
     """Watch sockets per state and TCP counter rates live, marking what is rising.
 
     On a terminal the screen is redrawn every --interval; rising trouble is
-    bold red: CLOSE_WAIT growing, TIME_WAIT past 80% of tcp_max_tw_buckets,
+    bold red (with NO_COLOR set in the environment: marked ▲ instead):
+    CLOSE_WAIT growing, TIME_WAIT past 80% of tcp_max_tw_buckets,
     listen overflows or drops, TIME_WAIT overflows, memory aborts. q or
     Ctrl-C quits. Piped or redirected, it prints one line per refresh with ▲
     on what is rising (--json: one JSON object per line). Each refresh is one

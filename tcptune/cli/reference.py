@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from tcptune.cli.group import PROFILE_DIR_OPTION, cli, profile_locator
+from tcptune.cli.habits import complete_command, complete_profile, complete_topic
 from tcptune.exitcodes import ExitStatus
 
 
@@ -47,7 +48,7 @@ def profiles(ctx: click.Context, profile_dirs: tuple[Path, ...], as_json: bool) 
 
 
 @profiles.command("show")
-@click.argument("name", metavar="NAME|FILE")
+@click.argument("name", metavar="NAME|FILE", shell_complete=complete_profile)
 @PROFILE_DIR_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 @click.pass_obj
@@ -77,7 +78,7 @@ def profiles_show(
 
 
 @cli.command()
-@click.argument("topic", required=False)
+@click.argument("topic", required=False, shell_complete=complete_topic)
 @click.pass_obj
 def explain(_procfs: Any, topic: str | None) -> ExitStatus:
     """Explain a TCP state, sysctl, socket option or finding ID; alone, list topics.
@@ -105,4 +106,22 @@ def explain(_procfs: Any, topic: str | None) -> ExitStatus:
     except explain.UnknownTopic as exc:
         raise UnavailableError(str(exc)) from exc
     click.echo(explain.format_topic(found), nl=False)
+    return ExitStatus.OK
+
+
+@cli.command("help")
+@click.argument("command", nargs=-1, shell_complete=complete_command)
+@click.pass_context
+def help_command(ctx: click.Context, command: tuple[str, ...]) -> ExitStatus:
+    """Show the help of tcptune, or of COMMAND (the same as COMMAND --help).
+
+    \b
+    Examples:
+      tcptune help
+      tcptune help audit
+      tcptune help profiles show
+    """
+    from tcptune.cli.habits import help_text
+
+    click.echo(help_text(ctx, command))
     return ExitStatus.OK

@@ -30,6 +30,7 @@ SYSTEM_PYTHON = Path("/usr/bin/python3")  # Debian's and Ubuntu's, externally ma
 UNITS = ("tcptune-metrics.service", "tcptune-metrics.timer")
 INSTALLED = (  # what the script puts under the root besides the venv
     "usr/local/bin/tcptune",
+    "usr/local/share/man/man1/tcptune.1",
     "usr/local/share/bash-completion/completions/tcptune",
     "usr/local/share/zsh/site-functions/_tcptune",
     "usr/local/share/fish/vendor_completions.d/tcptune.fish",
@@ -125,6 +126,21 @@ def test_install_run_verify_upgrade_and_uninstall(installer: Installer) -> None:
         f"tcptune, version {tcptune.__version__}\n",
         "",
     )
+    # man tcptune, and bash completion of a profile name through the installed script.
+    manpath = {"MANPATH": str(root / "usr/local/share/man"), "MANPAGER": "cat", "MANWIDTH": "80"}
+    if shutil.which("man"):
+        page = install.run_installed(["man", "tcptune"], cwd=workdir, env={**env, **manpath})
+        assert page.returncode == 0 and "tcptune audit [OPTIONS]" in page.stdout, page.stderr
+    completion = root / "usr/local/share/bash-completion/completions/tcptune"
+    code = (
+        f". {completion}; COMP_WORDS=(tcptune apply serv); COMP_CWORD=2; "
+        '_tcptune_completion tcptune; printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    completed = install.run_installed(
+        ["bash", "-c", code], cwd=workdir, env=install.clean_env([link.parent], HOME=str(workdir))
+    )
+    assert completed.stdout.split() == ["server-profile"], completed.stderr
+
     # `sudo tcptune apply server-profile`, in a throwaway namespace.
     reason = require_netns_capability()
     if reason is not None:
