@@ -37,9 +37,8 @@ STATE_DIR_OPTION = click.option(
     default=DEFAULT_STATE_DIR,
     show_default=True,
     envvar="TCPTUNE_STATE_DIR",
-    show_envvar=True,
     metavar="DIR",
-    help="Where the undo records, the history and the lock live.",
+    help="Where the undo records, the history and the lock live (environment: TCPTUNE_STATE_DIR).",
 )
 BOOT_ROOT_OPTION = click.option(
     "--boot-root",
@@ -47,10 +46,10 @@ BOOT_ROOT_OPTION = click.option(
     default="/",
     show_default=True,
     envvar="TCPTUNE_BOOT_ROOT",
-    show_envvar=True,
     metavar="DIR",
     help="Read the boot-time configuration (etc/sysctl.d, run/sysctl.d, "
-    "usr/local/lib/sysctl.d, usr/lib/sysctl.d, lib/sysctl.d, etc/sysctl.conf) under DIR.",
+    "usr/local/lib/sysctl.d, usr/lib/sysctl.d, lib/sysctl.d, etc/sysctl.conf) under DIR "
+    "(environment: TCPTUNE_BOOT_ROOT).",
 )
 LOCK_TIMEOUT_OPTION = click.option(
     "--lock-timeout",

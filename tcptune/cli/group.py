@@ -145,8 +145,8 @@ PROFILE_DIR_OPTION = click.option(
     show_default=True,
     type=click.Path(path_type=Path, file_okay=False, exists=True),
     envvar="TCPTUNE_PROC_ROOT",
-    show_envvar=True,
-    help="Read this procfs tree, e.g. a host's /proc mounted at /host/proc.",
+    help="Read this procfs tree, e.g. a host's /proc mounted at /host/proc "
+    "(environment: TCPTUNE_PROC_ROOT).",
 )
 @click.option(
     "--netns",

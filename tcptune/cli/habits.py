@@ -4,7 +4,8 @@ click parses a group's options before the command name only, so
 `tcptune audit --netns blue` would be refused; :func:`hoist_global_options`
 moves the global options a user gives after the command to before it, using
 each command's own parameters so that an option's value is never mistaken for
-an option. The completion callbacks name shipped and local profiles and the
+an option, and a command's own option of the same name (`sockets --pid`, a
+filter) stays the command's. The completion callbacks name shipped and local profiles and the
 explain topics for bash, zsh and fish (click's ``_TCPTUNE_COMPLETE``).
 """
 
@@ -25,6 +26,15 @@ def _takes_value(command: click.Command, word: str) -> bool:
         if isinstance(param, click.Option) and word in (*param.opts, *param.secondary_opts):
             return not (param.is_flag or param.count) and word not in param.secondary_opts
     return False
+
+
+def _own_option(command: click.Command, word: str) -> bool:
+    """Return whether ``command`` has an option named like ``word`` (``sockets --pid``)."""
+    name = word.split("=", 1)[0]
+    return any(
+        isinstance(param, click.Option) and name in (*param.opts, *param.secondary_opts)
+        for param in command.params
+    )
 
 
 def _global(word: str) -> int:
@@ -57,7 +67,7 @@ def hoist_global_options(group: click.Group, ctx: click.Context, args: Sequence[
         if word == "--":
             kept += rest[position:]
             break
-        size = _global(word)
+        size = 0 if _own_option(command, word) else _global(word)
         if size:
             hoisted += rest[position : position + size]
             position += size

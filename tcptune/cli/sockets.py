@@ -19,9 +19,9 @@ BTF_CACHE_OPTION = click.option(
     metavar="DIR",
     type=click.Path(path_type=Path, file_okay=False, readable=False),  # best effort
     envvar="TCPTUNE_BTF_CACHE",
-    show_envvar=True,
     help="Keep the struct layout resolved from the kernel's BTF here, keyed by the "
-    "kernel's build (default: /var/cache/tcptune for root, else ~/.cache/tcptune).",
+    "kernel's build (default: /var/cache/tcptune for root, else ~/.cache/tcptune; "
+    "environment: TCPTUNE_BTF_CACHE).",
 )
 
 

@@ -36,6 +36,8 @@ def hoist(*args: str) -> list[str]:
         # an option's value that looks like a global option stays the option's value
         (["audit", "--ignore", "--debug"], ["audit", "--ignore", "--debug"]),
         (["audit", "--profile", "--netns", "x"], ["audit", "--profile", "--netns", "x"]),
+        # a command's own option of a global option's name is the command's (a filter)
+        (["sockets", "--pid", "7", "--netns", "a"], ["--netns", "a", "sockets", "--pid", "7"]),
         # after -- nothing is an option; an unknown command is left to click to refuse
         (["explain", "--", "--debug"], ["explain", "--", "--debug"]),
         (["nosuch", "--debug"], ["nosuch", "--debug"]),
