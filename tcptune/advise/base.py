@@ -91,6 +91,10 @@ class Evidence:
         shared = [item.inode for item in details.listeners if by_local[str(item.local)] > 1]
         return socket_holders(self.procfs, [*details.close_wait_inodes, *shared])
 
+    def holders(self, inode: int) -> tuple[int, ...]:
+        """Return the PIDs holding CLOSE_WAIT socket ``inode`` (empty without --owners)."""
+        return tuple(self._holders.get(inode, ()))
+
     def close_wait_by_process(self) -> dict[str, int] | None:
         """Return CLOSE_WAIT sockets per process name, each socket once per name; None if unknown.
 

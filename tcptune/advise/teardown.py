@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from tcptune.advise import closewait
 from tcptune.advise.base import Evidence, FindingDoc, finding, since
+from tcptune.model.closewait import AGE_BUCKETS
 from tcptune.model.findings import Finding, Severity
 from tcptune.model.heavyhitters import TopCounts
 from tcptune.model.tcpstates import TcpState
+from tcptune.model.units import duration
 
 # Thresholds: a handful of CLOSE_WAIT sockets is the normal gap between the
 # peer's FIN and the application's close(); hundreds that stay are a leak.
@@ -172,6 +175,31 @@ def check_close_wait(ev: Evidence) -> Iterator[Finding]:
             evidence.append("owning processes not looked up (--no-owners)")
         elif owners and unowned > 0:
             evidence.append(f"{unowned} not matched to a process (exited, or not readable)")
+    ages = closewait.summarize(ev)
+    aged: dict[str, object] = {}
+    if ages is not None:
+        evidence.append(
+            f"oldest CLOSE_WAIT waits {duration(ages.oldest_seconds)} since the peer's FIN "
+            "(tcp_info last_ack_recv; exact for an owner that sends nothing)"
+        )
+        evidence += [closewait.age_line(p) for p in ages.processes[:5]]
+        aged = {
+            "oldest_seconds": round(ages.oldest_seconds, 3),
+            "age_buckets": dict(zip([b for b, _l in AGE_BUCKETS], ages.buckets, strict=True)),
+            "ages_by_process": [
+                {
+                    "name": p.name,
+                    "pids": list(p.pids),
+                    "sockets": p.sockets,
+                    "oldest_seconds": round(p.oldest_seconds, 3),
+                    "oldest_at_most_seconds": round(p.oldest_at_most_seconds, 3),
+                    "last_minute": p.last_minute,
+                    "last_hour": p.last_hour,
+                    "leak_per_hour": round(p.leak_per_hour, 1),
+                }
+                for p in ages.processes
+            ],
+        }
     top = owners[0].owner.name if owners else "the application"
     yield finding(
         CLOSE_WAIT,
@@ -191,6 +219,7 @@ def check_close_wait(ev: Evidence) -> Iterator[Finding]:
                 }
                 for o in owners
             ],
+            **aged,
         },
     )
 

@@ -247,6 +247,15 @@ def inspect(
         )
         if sockopts.unavailable and options_required:
             problems.append(Problem("socket options (BPF iterator)", sockopts.unavailable))
+    close_wait_ages = None
+    # a dump of its own, only when there are CLOSE_WAIT sockets to date
+    if details and sockets and sockets.source == "netlink" and sockets.total(TcpState.CLOSE_WAIT):
+        from tcptune.inspect.closewait import read_close_wait_ages
+
+        try:
+            close_wait_ages = read_close_wait_ages(netlink)
+        except (OSError, SockDiagError) as exc:
+            problems.append(Problem("netlink sock_diag (CLOSE_WAIT ages)", str(exc)))
     return Snapshot(
         taken_at=time.time() if clock is None else clock,
         context=context,
@@ -256,6 +265,7 @@ def inspect(
         problems=tuple(problems),
         auxiliary=auxiliary,
         sockopts=sockopts,
+        close_wait_ages=close_wait_ages,
     )
 
 

@@ -14,6 +14,7 @@ from tcptune.model.tcpstates import TcpState
 from tcptune.model.values import SysctlValue
 
 if TYPE_CHECKING:  # sockopts.py builds on Endpoint below
+    from tcptune.model.closewait import CloseWaitAges
     from tcptune.model.sockopts import InventoryStatus
 
 
@@ -190,6 +191,7 @@ class Snapshot:
     problems: tuple[Problem, ...]
     auxiliary: Mapping[str, SysctlValue] = field(default_factory=dict)
     sockopts: InventoryStatus | None = None  # every socket's options (BPF), or why not
+    close_wait_ages: CloseWaitAges | None = None  # tcp_info ages of CLOSE_WAIT sockets
 
     @property
     def complete(self) -> bool:

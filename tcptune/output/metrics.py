@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from prometheus_client.metrics_core import Metric
 
+    from tcptune.model.closewait import CloseWaitSummary
     from tcptune.run.audit import AuditResult
 
     Series = tuple[list[str], float]  # label values and the sample value
@@ -228,6 +229,8 @@ def _socket_families(result: AuditResult) -> Iterator[Metric]:
         for labels, count in bounded_by_process(result.close_wait_by_process):
             per_process.add_metric(labels, count)
         yield per_process
+    if result.close_wait_ages is not None:
+        yield from _close_wait_age_families(result.close_wait_ages)
     details = snapshot.sockets.details if snapshot.sockets else None
     if details is not None:
         yield GaugeMetricFamily(
@@ -236,6 +239,32 @@ def _socket_families(result: AuditResult) -> Iterator[Metric]:
             "port of ip_local_port_range for connections to that destination.",
             value=max(details.time_wait_by_remote.values(), default=0),
         )
+
+
+def _close_wait_age_families(ages: CloseWaitSummary) -> Iterator[Metric]:
+    """Yield the oldest CLOSE_WAIT per process (the oldest few names) and the age buckets."""
+    from prometheus_client.metrics_core import GaugeMetricFamily
+
+    from tcptune.model.closewait import AGE_BUCKETS
+
+    oldest = GaugeMetricFamily(
+        "tcptune_close_wait_oldest_seconds",
+        "Seconds the oldest CLOSE_WAIT socket of each holding process name has waited since "
+        "the peer's FIN (tcp_info last_ack_recv; u32 ms, wraps at 49.7 days); the "
+        f"{len(ages.processes)} oldest names only.",
+        labels=["process"],
+    )
+    for process in ages.processes:
+        oldest.add_metric([_label_text(process.name)], round(process.oldest_seconds, 3))
+    yield oldest
+    buckets = GaugeMetricFamily(
+        "tcptune_close_wait_age_sockets",
+        "CLOSE_WAIT sockets by how long they have waited: below 1m, 10m, 1h, 1d, or older.",
+        labels=["below"],
+    )
+    for (label, _limit), count in zip(AGE_BUCKETS, ages.buckets, strict=True):
+        buckets.add_metric([label], count)
+    yield buckets
 
 
 def _setting_families(snapshot: Snapshot) -> Iterator[Metric]:

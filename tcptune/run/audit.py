@@ -18,6 +18,7 @@ from tcptune.model.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from tcptune.inspect.sockopts import BpfSeams
+    from tcptune.model.closewait import CloseWaitSummary
     from tcptune.profiles import Profile
 
 
@@ -33,6 +34,7 @@ class AuditResult:
     close_wait_by_process: Mapping[str, int] | None = None
     # Tcp/TcpExt counter name -> change per second over --interval; None without it
     rates: Mapping[str, float] | None = None
+    close_wait_ages: CloseWaitSummary | None = None  # ages per process (tcp_info)
 
     @property
     def status(self) -> ExitStatus:
@@ -94,6 +96,14 @@ def run_audit(
         )
     evidence = Evidence(snapshot, procfs, loaded, rates, interval, owners)
     findings = tuple(advise(evidence, ignore))
+    from tcptune.advise.closewait import summarize
+
     return AuditResult(
-        snapshot, loaded, findings, interval, evidence.close_wait_by_process(), rates
+        snapshot,
+        loaded,
+        findings,
+        interval,
+        evidence.close_wait_by_process(),
+        rates,
+        summarize(evidence),
     )
