@@ -253,9 +253,11 @@ def make_venv(repo: Path, into: Path) -> tuple[str, str]:
     (wheel,) = wheels.glob("tcptune-*.whl")
     subprocess.run(
         [
-            str(venv / "bin" / "python"),
+            PY,
             "-m",
             "pip",
+            "--python",
+            str(venv / "bin" / "python"),
             "install",
             "-q",
             "--disable-pip-version-check",

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from tcptune.inspect.owners import Owner, describe_processes, socket_holders
+from tcptune.inspect.owners import Holders, Owner, describe_processes, socket_holders
 from tcptune.inspect.procfs import ProcFS
 from tcptune.model.findings import Finding, Severity
 from tcptune.model.snapshot import Snapshot, SocketDetails
@@ -80,10 +80,10 @@ class Evidence:
         return None if self.rates is None else self.rates.get(name)
 
     @cached_property
-    def _holders(self) -> dict[int, list[int]]:
+    def _holders(self) -> Holders:
         details = self.details
         if details is None or not self.owners:
-            return {}
+            return Holders(())
         # Listeners' owners are named only where several share an address
         # (the reuseport check). Every holder is wanted: the outputs name each
         # process holding a CLOSE_WAIT socket, forked children included.
@@ -107,14 +107,18 @@ class Evidence:
             return None
         if not details.close_wait_inodes:
             return {}  # nothing to attribute: no descriptor scan
-        holders = {inode: self._holders.get(inode, ()) for inode in details.close_wait_inodes}
-        pids = {pid for held in holders.values() for pid in held}
+        holders = self._holders
+        pids = holders.pids()
         if not pids:
             return {}
         described = describe_processes(self.procfs, pids)
         per_name: Counter[str] = Counter()
-        for held in holders.values():
-            per_name.update({described[pid].name for pid in held})
+        for inode in details.close_wait_inodes:  # a socket once per name, in fixed memory
+            held = holders.get(inode, ())
+            if len(held) == 1:
+                per_name[described[held[0]].name] += 1
+            elif held:
+                per_name.update({described[pid].name for pid in held})
         return dict(per_name)
 
     def owners_of(self, inodes_ports: Iterable[tuple[int, int]]) -> list[OwnerCount]:

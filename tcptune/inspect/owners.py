@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import pwd
-from collections.abc import Iterable, Mapping
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +26,76 @@ class Owner:
     user: str
 
 
-def socket_holders(
-    procfs: ProcFS, inodes: Iterable[int], *, first_holder: bool = False
-) -> dict[int, list[int]]:
-    """Return ``{inode: [pid, ...]}`` for the wanted inodes (forked children share sockets).
+_FILTER_BITS = 1 << 20  # a 128 KiB bitmap in front of the sorted inodes
+
+
+class Holders(Mapping[int, tuple[int, ...]]):
+    """Socket inode -> the PIDs holding it, in memory that does not grow per descriptor.
+
+    The wanted inodes sit in one sorted array with the first holder of each
+    beside it (12 bytes a socket); only sockets with more than one holder
+    (forked children) get a list. Lookups bisect the array.
+    """
+
+    def __init__(self, inodes: Iterable[int]) -> None:
+        self._inodes = array("Q", sorted({inode for inode in inodes if inode}))
+        self._first = array("l", bytes(self._inodes.itemsize * len(self._inodes)))
+        self._more: dict[int, list[int]] = {}
+        self._filter = bytearray(_FILTER_BITS // 8)
+        for inode in self._inodes:
+            bit = inode % _FILTER_BITS
+            self._filter[bit >> 3] |= 1 << (bit & 7)
+
+    def index(self, inode: int) -> int:
+        """Return the position of a wanted inode, or -1 (a bitmap answers most misses)."""
+        bit = inode % _FILTER_BITS
+        if not self._filter[bit >> 3] >> (bit & 7) & 1:
+            return -1
+        position = bisect_left(self._inodes, inode)
+        if position < len(self._inodes) and self._inodes[position] == inode:
+            return position
+        return -1
+
+    def add(self, position: int, pid: int) -> bool:
+        """Record ``pid`` as a holder of the inode at ``position``; return if it was the first."""
+        first = self._first[position]
+        if not first:
+            self._first[position] = pid
+            return True
+        if first != pid:
+            more = self._more.setdefault(position, [])
+            if pid not in more:
+                more.append(pid)
+        return False
+
+    def pids(self) -> set[int]:
+        """Return every PID that holds at least one wanted socket."""
+        found = set(self._first)
+        found.discard(0)
+        for more in self._more.values():
+            found.update(more)
+        return found
+
+    @property
+    def wanted(self) -> int:
+        """Return how many distinct inodes are looked for."""
+        return len(self._inodes)
+
+    def __getitem__(self, inode: int) -> tuple[int, ...]:
+        position = self.index(inode)
+        if position < 0 or not self._first[position]:
+            raise KeyError(inode)
+        return (self._first[position], *self._more.get(position, ()))
+
+    def __iter__(self) -> Iterator[int]:
+        return (inode for inode, first in zip(self._inodes, self._first, strict=True) if first)
+
+    def __len__(self) -> int:
+        return len(self._first) - self._first.count(0)
+
+
+def socket_holders(procfs: ProcFS, inodes: Iterable[int], *, first_holder: bool = False) -> Holders:
+    """Return who holds each wanted socket inode (forked children share sockets).
 
     Every process's descriptors are read, whoever owns the process: a socket's
     uid says who created it, not who holds it now (nginx workers hold sockets
@@ -36,38 +104,34 @@ def socket_holders(
     walk stops once every inode has a holder: only for callers that do not
     name every holder (the audit's outputs do, so it reads everything).
     """
-    wanted = {f"socket:[{inode}]" for inode in inodes if inode}
-    holders: dict[int, list[int]] = {}
-    if not wanted:
+    holders = Holders(inodes)
+    missing = holders.wanted  # inodes still without a holder
+    if not missing:
         return holders
-    missing = len(wanted)  # inodes still without a holder
     proc = str(procfs.root)
     try:
         pids = [entry for entry in os.listdir(proc) if entry.isdigit()]
     except OSError:
         return holders
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-    readlink = os.readlink
+    readlink, index, add = os.readlink, holders.index, holders.add
     for pid in pids:
         try:
             fd_dir = os.open(f"{proc}/{pid}/fd", flags)
         except OSError:  # exited, or not ours to read
             continue
+        number = int(pid)
         try:
             for name in os.listdir(fd_dir):
                 try:
                     link = readlink(name, dir_fd=fd_dir)
                 except OSError:
                     continue
-                if link in wanted:  # one hash lookup per descriptor, no parsing
-                    inode = int(link[8:-1])
-                    found = holders.get(inode)
-                    if found is None:
-                        holders[inode] = [int(pid)]
+                if link[:8] == "socket:[":
+                    position = index(int(link[8:-1]))
+                    if position >= 0 and add(position, number):
                         missing -= 1
-                    elif int(pid) not in found:
-                        found.append(int(pid))
-        except OSError:
+        except (OSError, ValueError):
             continue
         finally:
             os.close(fd_dir)

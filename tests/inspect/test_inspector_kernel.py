@@ -193,3 +193,20 @@ def test_owner_walk_names_every_holder_unless_one_is_enough(lab: SocketLab) -> N
         child.wait()
     assert sorted(every[inode]) == sorted([os.getpid(), child.pid])
     assert len(first[inode]) == 1 and first[inode][0] in every[inode]
+
+
+def test_holders_keep_first_and_extra_pids_compactly() -> None:
+    from tcptune.inspect.owners import Holders
+
+    wanted = [5, 3, 1 << 20 | 5, 0, 3]  # 0 is no inode; 3 twice; two share a bitmap bit
+    holders = Holders(wanted)
+    assert holders.wanted == 3
+    assert holders.index(5) >= 0 and holders.index(1 << 20 | 5) >= 0
+    assert holders.index(4) == -1 and holders.index(2 << 20 | 5) == -1
+    assert holders.add(holders.index(5), 100)
+    assert not holders.add(holders.index(5), 200)  # a forked child: a second holder
+    assert not holders.add(holders.index(5), 200)
+    assert holders.add(holders.index(3), 100)
+    assert dict(holders) == {3: (100,), 5: (100, 200)}
+    assert len(holders) == 2 and holders.get(1 << 20 | 5) is None
+    assert holders.pids() == {100, 200}
