@@ -205,25 +205,33 @@ def apply(
         return ExitStatus.OK
     result = apply_profile(profile, env, persist=persist, command=command)
     if as_json:
-        click.echo(
-            json.dumps(changes.plan_dict(result.plan, result.dropin, None, result), indent=2)
-        )
+        text = json.dumps(changes.plan_dict(result.plan, result.dropin, None, result), indent=2)
     else:
         undo = _command_line(ctx, "rollback", *_state_words(state_dir))
-        click.echo(
-            changes.applied_text(result, undo if env.identity.euid == 0 else f"sudo {undo}"),
-            nl=False,
-        )
-    _report_problems(result.problems)
-    return result.status
+        text = changes.applied_text(result, undo if env.identity.euid == 0 else f"sudo {undo}")
+    return _report(text, result.problems, result.status)
 
 
-def _report_problems(problems: tuple[str, ...]) -> None:
-    """Print each record that could not be written, one stderr line each."""
+def _report(text: str, problems: tuple[str, ...], status: ExitStatus) -> ExitStatus:
+    """Print a change's report, then each record that failed; the change stands either way.
+
+    A report that cannot be printed (EIO, a closed pipe) is one more thing the
+    user must know, never an internal error: the writes are done (exit 73).
+    """
+    from tcptune.inspect.procfs import describe_os_error
     from tcptune.output.escape import one_line
 
+    try:
+        click.echo(text, nl=not text.endswith("\n"))
+    except OSError as exc:
+        problems += (f"the report could not be printed: {describe_os_error(exc)}",)
+        status = ExitStatus.UNRECORDED
     for problem in problems:
-        click.echo(f"tcptune: warning: {one_line(problem)}", err=True)
+        try:
+            click.echo(f"tcptune: warning: {one_line(problem)}", err=True)
+        except OSError:
+            pass  # stderr is gone too: the exit status still says it
+    return status
 
 
 @cli.command()
@@ -293,19 +301,19 @@ def rollback(
         raise UsageError("--dry-run shows a rollback; it cannot go with --forget")
     if forget is not None:
         forgotten = applier.forget(env, forget, command=f"{command} --forget {forget}")
-        if as_json:
-            click.echo(json.dumps(changes.forget_dict(forgotten), indent=2))
-        else:
-            click.echo(changes.forget_text(forgotten), nl=False)
-        _report_problems(forgotten.problems)
-        return forgotten.status
+        shown = (
+            json.dumps(changes.forget_dict(forgotten), indent=2)
+            if as_json
+            else changes.forget_text(forgotten)
+        )
+        return _report(shown, forgotten.problems, forgotten.status)
     result = applier.rollback_preview(env) if dry_run else applier.rollback(env, command=command)
-    if as_json:
-        click.echo(json.dumps(changes.rollback_dict(result), indent=2))
-    else:
-        click.echo(changes.rollback_text(result), nl=False)
-    _report_problems(result.problems)
-    return result.status
+    text = (
+        json.dumps(changes.rollback_dict(result), indent=2)
+        if as_json
+        else changes.rollback_text(result)
+    )
+    return _report(text, result.problems, result.status)
 
 
 @cli.command()
