@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -227,10 +228,8 @@ def _report(text: str, problems: tuple[str, ...], status: ExitStatus) -> ExitSta
         problems += (f"the report could not be printed: {describe_os_error(exc)}",)
         status = ExitStatus.UNRECORDED
     for problem in problems:
-        try:
+        with contextlib.suppress(OSError):  # stderr gone too: the exit status still says it
             click.echo(f"tcptune: warning: {one_line(problem)}", err=True)
-        except OSError:
-            pass  # stderr is gone too: the exit status still says it
     return status
 
 

@@ -79,8 +79,7 @@ def _script(case: Path, scenario: str, strace: str) -> str:
         command = _tcptune(apply + persist)
     lines.append(f"{strace} {command} >{case}/out 2>{case}/err; echo $? >{case}/code")
     lines.append(
-        f"cat /proc/sys/net/ipv4/tcp_fin_timeout /proc/sys/net/ipv4/tcp_keepalive_time "
-        f">{case}/keys"
+        f"cat /proc/sys/net/ipv4/tcp_fin_timeout /proc/sys/net/ipv4/tcp_keepalive_time >{case}/keys"
     )
     return "\n".join(lines)
 
@@ -158,7 +157,8 @@ def _sweep(base: Path, scenario: str) -> Iterator[Outcome]:
     def one(step: tuple[str, int]) -> Outcome:
         call, when = step
         case = _prepare(base, f"{scenario}-{call}-{when}")
-        inject = f"strace -f -qq -o /dev/null -e trace={call} -e inject={call}:error=EIO:when={when}"
+        inject = f"strace -f -qq -o /dev/null -e trace={call} "
+        inject += f"-e inject={call}:error=EIO:when={when}"
         _run(case, scenario, inject)
         return _outcome(case, f"{scenario}: {call} #{when} fails with EIO")
 
