@@ -31,11 +31,8 @@ class CommandSpec:
     # CPU per refresh = (median CPU - median CPU of spec ``baseline``) / ``refreshes``.
     refreshes: int | None = None
     baseline: str | None = None
-    slow: bool = False  # measured in the first SLOW_ROUNDS rounds only (TIME_WAIT expires)
+    slow: bool = False  # measured after the core rounds, while TIME_WAIT lasts
     idle_only: bool = False  # only in the idle scenario (start-up)
-
-
-SLOW_ROUNDS: Final = 3
 
 
 @dataclass(frozen=True)
@@ -76,6 +73,7 @@ def commands(tools: Tools) -> tuple[CommandSpec, ...]:
             (*tt, "audit", "--json"),
             AUDIT_OK,
             "tcptune-json",
+            slow=True,
         ),
     ]
     if tools.nlcount:
@@ -101,6 +99,7 @@ def commands(tools: Tools) -> tuple[CommandSpec, ...]:
                 'ss -Htanp state close-wait | grep -o \'users:(("[^"]*",pid=[0-9]*\' '
                 "| sort | uniq -c",
             ),
+            slow=True,
         ),
         CommandSpec(
             "watch-1",
