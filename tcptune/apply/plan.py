@@ -48,6 +48,7 @@ class PlanItem:
     blocked_status: ExitStatus | None = None
     spec: SysctlSpec | None = None  # None: not in tcptune's catalogue
     scope_note: str | None = None  # for a key outside the catalogue: where a write lands
+    goal: Target | None = None  # the profile's target itself: typed, for JSON (op and value)
 
     @property
     def write_text(self) -> str:
@@ -147,6 +148,7 @@ def _item(
         target.why,
         target.risk,
         spec=KNOWN_SYSCTLS.get(target.name),
+        goal=target,
     )
     if base.spec is None:
         base = _unlisted(base, allow_unlisted, initial_netns)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from tcptune.apply.verify import VerifyReport
     from tcptune.model.snapshot import Context
     from tcptune.model.values import SysctlValue
+    from tcptune.profiles import Target
 
 
 def _wrapped(text: str, first: str, rest: str | None = None) -> list[str]:
@@ -40,6 +41,23 @@ def _wrapped(text: str, first: str, rest: str | None = None) -> list[str]:
 
 def _json_value(value: SysctlValue | None) -> object:
     return list(value) if isinstance(value, tuple) else value
+
+
+def expected_json(goal: Target | None) -> dict[str, Any] | None:
+    """Return a target typed for filtering: {"op": "==" | ">=" | "<=", "value": V} or a range.
+
+    ``target`` stays the text ('>= 8192'); this is the same target as data, so that
+    ``jq '.items[] | select(.live == .expected.value)'`` compares like with like.
+    """
+    if goal is None:
+        return None
+    if goal.value is not None:
+        return {"op": "==", "value": _json_value(goal.value)}
+    if goal.minimum is not None and goal.maximum is not None:
+        return {"op": "between", "min": goal.minimum, "max": goal.maximum}
+    if goal.minimum is not None:
+        return {"op": ">=", "value": goal.minimum}
+    return {"op": "<=", "value": goal.maximum}
 
 
 def _context_json(context: Context) -> dict[str, Any]:
@@ -221,6 +239,7 @@ def plan_dict(
                 "action": item.action.value,
                 "current": _json_value(item.current),
                 "target": item.target,
+                "expected": expected_json(item.goal),
                 "desired": _json_value(item.desired),
                 "why": item.why,
                 "risk": item.risk,
@@ -393,6 +412,7 @@ def verify_dict(report: VerifyReport) -> dict[str, Any]:
                 "state": state.get(item.action, "missing"),
                 "live": _json_value(item.current),
                 "target": item.target,
+                "expected": expected_json(item.goal),
                 "reason": item.reason,
                 "boot": None
                 if boot is None
