@@ -79,8 +79,14 @@ def profiles_show(
 
 @cli.command()
 @click.argument("topic", required=False, shell_complete=complete_topic)
+@click.option(
+    "--show",
+    is_flag=True,
+    help="Run the topic's experiment in a throwaway network namespace (root) and print "
+    "what the kernel did; never touches this host's settings.",
+)
 @click.pass_obj
-def explain(_procfs: Any, topic: str | None) -> ExitStatus:
+def explain(_procfs: Any, topic: str | None, show: bool) -> ExitStatus:
     """Explain a TCP state, sysctl, socket option or finding ID; alone, list topics.
 
     \b
@@ -90,6 +96,7 @@ def explain(_procfs: Any, topic: str | None) -> ExitStatus:
       tcptune explain tcp_fin_timeout    a sysctl (prefix optional)
       tcptune explain so_linger          a socket option, with C and Python
       tcptune explain misconceptions     what the web gets wrong
+      sudo tcptune explain so_linger --show   watch the kernel do it
     """
     from tcptune.advise import finding_topics
     from tcptune.exitcodes import UnavailableError
@@ -105,6 +112,23 @@ def explain(_procfs: Any, topic: str | None) -> ExitStatus:
         found = explain.find_topic(topics, topic)
     except explain.UnknownTopic as exc:
         raise UnavailableError(str(exc)) from exc
+    if show:
+        from tcptune.exitcodes import UsageError
+        from tcptune.reference import show as experiments
+
+        if found.name not in experiments.EXPERIMENTS:
+            names = ", ".join(sorted(experiments.EXPERIMENTS))
+            raise UsageError(f"no experiment for {found.name!r}; --show works for: {names}")
+        try:
+            result = experiments.run_show(found.name, found.title)
+        except experiments.ShowNotPermitted as exc:
+            from tcptune.exitcodes import PermissionDeniedError
+
+            raise PermissionDeniedError(f"explain --show: {exc}") from exc
+        except experiments.ShowUnavailable as exc:
+            raise UnavailableError(f"explain --show: {exc}") from exc
+        click.echo(reference.show_text(result), nl=False)
+        return ExitStatus.OK
     click.echo(explain.format_topic(found), nl=False)
     return ExitStatus.OK
 

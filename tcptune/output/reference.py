@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tcptune.profiles import BrokenProfile, Profile, Target
+    from tcptune.reference.show import ShowResult
 
 
 from tcptune.output.common import WIDTH, table
@@ -138,4 +139,14 @@ def topics_text(rows: Sequence[tuple[str, str, str]]) -> str:
             lines += [*([""] if lines else []), f"{kind}s:"]
             current = kind
         lines += [f"  {name}", f"      {summary}"]
+    return "\n".join(lines) + "\n"
+
+
+def show_text(result: ShowResult) -> str:
+    """Return what an ``explain --show`` experiment saw, headed by its topic."""
+    import textwrap
+
+    lines = textwrap.wrap(result.title, WIDTH, subsequent_indent="  ")
+    lines += ["", "What the kernel did, in a throwaway network namespace:"]
+    lines += [f"  {line}" for line in result.lines]
     return "\n".join(lines) + "\n"
