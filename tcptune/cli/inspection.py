@@ -80,6 +80,22 @@ from tcptune.exitcodes import ExitStatus, TcptuneError
     "from timers; --options makes their absence an incomplete inspection (3).",
 )
 @BTF_CACHE_OPTION
+@click.option(
+    "-w",
+    "--warning",
+    multiple=True,
+    metavar="SERIES=RANGE[,...]",
+    help="With --format check: WARNING when a series leaves RANGE (Monitoring Plugins "
+    "syntax: 10, 10:, ~:10, 10:20, @10:20). Series: close_wait, time_wait, orphans, "
+    "port_use (%). Repeatable.",
+)
+@click.option(
+    "-c",
+    "--critical",
+    multiple=True,
+    metavar="SERIES=RANGE[,...]",
+    help="With --format check: CRITICAL when a series leaves RANGE, as -w.",
+)
 @click.pass_obj
 def audit(
     procfs: Any,
@@ -94,6 +110,8 @@ def audit(
     source: str,
     socket_options: bool | None,
     btf_cache: Path | None,
+    warning: tuple[str, ...],
+    critical: tuple[str, ...],
 ) -> ExitStatus:
     """Report TCP settings, sockets per state and counters, with findings.
 
@@ -105,6 +123,7 @@ def audit(
       tcptune audit --json > audit.json
       tcptune --proc-root /host/proc audit --source procfs
       tcptune audit --format check          a Nagios/Icinga check
+      tcptune audit --format check -w close_wait=100,port_use=50 -c close_wait=1000
       tcptune audit --format prometheus --output DIR/tcptune.prom
       sudo tcptune audit --options           fail (3) if options are unseen
 
@@ -119,13 +138,14 @@ def audit(
     from tcptune.run.audit import run_audit
 
     chosen = _audit_format(output_format, as_json)
+    thresholds = _thresholds(chosen, warning, critical)
     searched: tuple[Path, ...] = ()
     if profile:  # profiles (and tomllib) load only when a profile is asked for
         from tcptune.profiles import default_profile_dirs
 
         searched = (*profile_dirs, *default_profile_dirs())
-    for warning in _unknown_ignores(ignore):
-        click.echo(f"tcptune: {warning}", err=True)
+    for unknown in _unknown_ignores(ignore):
+        click.echo(f"tcptune: {unknown}", err=True)
     result = run_audit(
         procfs,
         netns_name=click.get_current_context().meta.get(NETNS_LABEL),
@@ -139,10 +159,28 @@ def audit(
         options_required=bool(socket_options),
     )
     report_unavailable(result.snapshot.sockopts)
-    _emit(metrics.audit_output(result, chosen), output)
+    _emit(metrics.audit_output(result, chosen, thresholds), output)
     for problem in result.snapshot.problems if chosen != "check" else ():
         click.echo(f"tcptune: incomplete: {problem.source}: {problem.message}", err=True)
+    if thresholds is not None:
+        from tcptune.model.thresholds import check_verdict
+
+        return check_verdict(result.status, result.snapshot, thresholds)[0]
     return result.status
+
+
+def _thresholds(chosen: str, warning: tuple[str, ...], critical: tuple[str, ...]) -> Any:
+    """Return -w/-c as Thresholds (None when neither is given); only --format check takes them."""
+    if not (warning or critical):
+        return None
+    from tcptune.exitcodes import UsageError
+    from tcptune.model.thresholds import Thresholds, parse_thresholds
+
+    if chosen != "check":
+        raise UsageError("-w/--warning and -c/--critical go with --format check")
+    return Thresholds(
+        parse_thresholds(warning, "--warning"), parse_thresholds(critical, "--critical")
+    )
 
 
 def _audit_format(output_format: str | None, as_json: bool) -> str:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from tcptune.model.closewait import CloseWaitSummary
+    from tcptune.model.thresholds import Range, Thresholds
     from tcptune.run.audit import AuditResult
 
     Series = tuple[list[str], float]  # label values and the sample value
@@ -80,8 +81,10 @@ def sockstat_help() -> str:
     return "Current values of /proc/net/sockstat{,6} by table and field. " + "; ".join(parts)
 
 
-def audit_output(result: AuditResult, output_format: str) -> str:
-    """Return the audit in one of AUDIT_FORMATS, ending with a newline."""
+def audit_output(
+    result: AuditResult, output_format: str, thresholds: Thresholds | None = None
+) -> str:
+    """Return the audit in one of AUDIT_FORMATS, ending with a newline (check: thresholds)."""
     profile = result.profile.name if result.profile else None
     if output_format == "text":
         return audit_text(
@@ -105,7 +108,7 @@ def audit_output(result: AuditResult, output_format: str) -> str:
     if output_format == "prometheus":
         return audit_prometheus(result)
     if output_format == "check":
-        return check_line(result) + "\n"
+        return check_line(result, thresholds) + "\n"
     raise ValueError(f"unknown audit format {output_format!r}")
 
 
@@ -352,12 +355,49 @@ def _plugin_text(text: str) -> str:
     return escape(" ".join(text.replace("|", "/").split()))
 
 
-def check_perfdata(snapshot: Snapshot) -> str:
-    """Return Nagios perfdata: sockets per state, keepalive detection and counters ('c')."""
+def _perf(
+    label: str, value: float, unit: str, warn: Range | None, crit: Range | None, top: int | None
+) -> str:
+    """Return one perfdata item, label=value[UOM];[warn];[crit];[min];[max], empty tail cut."""
+    fields = [
+        f"{value:g}{unit}",
+        warn.text if warn else "",
+        crit.text if crit else "",
+        "0",
+        "" if top is None else str(top),
+    ]
+    return f"{label}=" + ";".join(fields).rstrip(";")
+
+
+def check_perfdata(snapshot: Snapshot, thresholds: Thresholds | None = None) -> str:
+    """Return Nagios perfdata: sockets per state, keepalive detection and counters ('c').
+
+    The threshold series (model/thresholds.py SERIES) carry their warning and
+    critical ranges and minimum; orphans and port_use are always given.
+    """
+    from tcptune.model.thresholds import SERIES, series_values
+
+    values = series_values(snapshot)
+    warning = thresholds.warning if thresholds else {}
+    critical = thresholds.critical if thresholds else {}
+
+    def item(label: str) -> str | None:
+        value = values[label]
+        if value is None:
+            return None
+        unit, _what, top = SERIES[label]
+        if label in ("close_wait", "time_wait") and not (label in warning or label in critical):
+            return f"{label}={value:g}"  # as before thresholds existed
+        return _perf(label, value, unit, warning.get(label), critical.get(label), top)
+
     items: list[str] = []
     if snapshot.sockets is not None:
-        items += [f"{s.label.lower()}={snapshot.sockets.total(s)}" for s in TcpState]
+        for state in TcpState:
+            label = state.label.lower()
+            shown = item(label) if label in SERIES else None
+            items.append(shown or f"{label}={snapshot.sockets.total(state)}")
         items.append(f"sockets={snapshot.sockets.all_sockets}")
+    items += [shown for label in ("orphans", "port_use") if (shown := item(label))]
     detection = keepalive_detection_seconds(snapshot)
     if detection is not None:
         items.append(f"keepalive_detection={detection}s")
@@ -368,12 +408,16 @@ def check_perfdata(snapshot: Snapshot) -> str:
     return " ".join(items)
 
 
-def check_line(result: AuditResult) -> str:
+def check_line(result: AuditResult, thresholds: Thresholds | None = None) -> str:
     """Return the audit as one Nagios plugin status line with perfdata."""
     from tcptune.exitcodes import plugin_status
+    from tcptune.model.thresholds import check_verdict
 
     snapshot = result.snapshot
-    parts: list[str] = []
+    status, found = check_verdict(result.status, snapshot, thresholds)
+    parts: list[str] = [
+        f"{breach.label} {breach.value:g} ({breach.level}: {breach.range.text})" for breach in found
+    ]
     if snapshot.problems:
         first, more = snapshot.problems[0], len(snapshot.problems) - 1
         extra = f" (+{more} more)" if more else ""
@@ -385,8 +429,9 @@ def check_line(result: AuditResult) -> str:
     elif not parts:
         infos = len(result.findings)
         parts.append("no warnings" + (f" ({infos} info)" if infos else ""))
-    word = CHECK_WORDS[plugin_status(result.status)]
-    return f"TCPTUNE {word} - {_plugin_text('; '.join(parts))} | {check_perfdata(snapshot)}"
+    word = CHECK_WORDS[plugin_status(status)]
+    perfdata = check_perfdata(snapshot, thresholds)
+    return f"TCPTUNE {word} - {_plugin_text('; '.join(parts))} | {perfdata}"
 
 
 def check_error_line(message: str) -> str:
