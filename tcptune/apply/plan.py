@@ -23,6 +23,9 @@ PORT_RANGE = "net.ipv4.ip_local_port_range"
 UNPRIVILEGED_PORT_START = "net.ipv4.ip_unprivileged_port_start"
 
 
+MAX_REASONS = 5  # blocked keys named in the one-line error; the plan lists every one
+
+
 class Action(enum.Enum):
     """What an apply does with one key."""
 
@@ -80,7 +83,10 @@ class Plan:
         blocked = self.having(Action.BLOCKED)
         if not blocked:
             return None
-        reasons = "; ".join(f"{item.name}: {item.reason}" for item in blocked)
+        shown = blocked[:MAX_REASONS]  # 20,000 unknown keys must not make a 900 KB line
+        reasons = "; ".join(f"{item.name}: {item.reason}" for item in shown)
+        if len(blocked) > len(shown):
+            reasons += f"; and {len(blocked) - len(shown)} more key(s) (see the plan)"
         message = f"cannot apply {self.profile}: {reasons}; nothing was changed"
         if any(item.blocked_status is ExitStatus.BAD_INPUT for item in blocked):
             return BadInputError(message)

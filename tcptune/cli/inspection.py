@@ -37,6 +37,7 @@ from tcptune.exitcodes import ExitStatus, TcptuneError
     "--profile",
     "profile",
     metavar="NAME|FILE",
+    callback=lambda _ctx, _param, value: _profile_name(value),
     shell_complete=complete_profile,
     help="Compare the settings with this profile (see `tcptune profiles`).",
 )
@@ -204,6 +205,13 @@ def _unknown_ignores(ignore: tuple[str, ...]) -> list[str]:
         "(the IDs are listed by `tcptune explain`)"
         for word in unknown_ignore_ids(ignore, DOCS)
     ]
+
+
+def _profile_name(value: str | None) -> str | None:
+    """Refuse --profile '', which would otherwise audit without any profile."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("needs a profile name or file, got an empty string")
+    return value
 
 
 def _output_path(value: str | None) -> Path | None:

@@ -34,16 +34,20 @@ def profiles(ctx: click.Context, profile_dirs: tuple[Path, ...], as_json: bool) 
         ctx.obj = profile_dirs  # `show` adds its own --profile-dir after these
         return ExitStatus.OK
     from tcptune.output import reference
+    from tcptune.output.escape import one_line
     from tcptune.profiles import BrokenProfile
 
-    entries = profile_locator(profile_dirs).catalogue()
+    locator = profile_locator(profile_dirs)
+    entries = locator.catalogue()
     click.echo(
         reference.profiles_json(entries) if as_json else reference.profiles_text(entries),
         nl=not as_json,
     )
+    for note in locator.notes:
+        click.echo(f"tcptune: note: {one_line(note)}", err=True)
     for entry in entries:
         if isinstance(entry, BrokenProfile):
-            click.echo(f"tcptune: invalid profile {entry.name}: {entry.reason}", err=True)
+            click.echo(f"tcptune: invalid profile {entry.name}: {one_line(entry.reason)}", err=True)
     return ExitStatus.OK
 
 

@@ -8,13 +8,19 @@ ports hex, the state a two-digit hex code from include/net/tcp_states.h.
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 
-from tcptune.inspect.procfs import ProcFS, describe_os_error
+from tcptune.inspect.procfs import ProcFS, describe_os_error, open_regular
 from tcptune.inspect.sockdetails import DetailsBuilder
 from tcptune.model.snapshot import Endpoint, Problem
 from tcptune.model.tcpstates import TcpState
+
+# A /proc/net/tcp line is 150 characters; 16 M lines is far more sockets than
+# any host holds. A tree whose net/tcp never ends (or has no newline) stops here.
+MAX_LINE = 4096
+MAX_LINES = 16 << 20
 
 _MIN_FIELDS = 10  # sl, local, remote, st, tx:rx, tr:when, retrnsmt, uid, timeout, inode
 
@@ -36,7 +42,10 @@ def _address(hex_address: str) -> str:
 
 def _endpoint(field: str) -> Endpoint:
     address, _, port = field.partition(":")
-    return Endpoint(_address(address), int(port, 16))
+    number = int(port, 16)
+    if not 0 <= number <= 0xFFFF:
+        raise ValueError(f"port {number} is above 65535")
+    return Endpoint(_address(address), number)
 
 
 def read_proc_tcp(
@@ -52,26 +61,42 @@ def read_proc_tcp(
     and skipped, so one bad line does not lose the rest of the table.
     """
     path = procfs.path(relative)
-    try:
-        handle = path.open(encoding="ascii", errors="replace")
+    try:  # a regular file only: a FIFO never hangs, a device such as /dev/zero is refused
+        handle = os.fdopen(open_regular(path), encoding="ascii", errors="replace")
     except OSError as exc:
         problems.append(Problem(str(path), describe_os_error(exc)))
         return False
     with handle:
         try:
-            next(handle)  # the column header
-        except StopIteration:
-            problems.append(Problem(str(path), "empty file: the column header is missing"))
-            return False
+            header = handle.readline(MAX_LINE)  # the column header
         except OSError as exc:
             problems.append(Problem(str(path), describe_os_error(exc)))
             return False
-        for number, line in enumerate(handle, start=2):
+        if not header:
+            problems.append(Problem(str(path), "empty file: the column header is missing"))
+            return False
+        for number in range(2, MAX_LINES + 2):
+            line = handle.readline(MAX_LINE)
+            if not line:
+                break
+            if not line.endswith("\n") and len(line) >= MAX_LINE:
+                problems.append(
+                    Problem(
+                        str(path),
+                        f"line {number}: longer than {MAX_LINE} characters; "
+                        "the rest of the file is not read",
+                    )
+                )
+                return True
             try:
                 _parse_line(line, counts, details)
             except (ValueError, IndexError) as exc:
                 shown = line.strip()[:80]
                 problems.append(Problem(str(path), f"line {number}: {exc}: {shown!r}"))
+        else:
+            problems.append(
+                Problem(str(path), f"more than {MAX_LINES} lines; the rest is not read")
+            )
     return True
 
 

@@ -143,14 +143,14 @@ class ProfileLocator:
         self._positions: dict[str, list[int]] = {}  # name -> where it is, in search order
         self._sources: dict[int, ProfileSource] = {}
         self._validated: dict[str, Profile] = {}
+        self.notes: list[str] = []  # directories skipped, e.g. an unreadable ~/.config
 
     def _candidates(self) -> tuple[tuple[str, Traversable | Path], ...]:
         """Return (name, file) for every profile file in search order, listing once."""
         if self._listing is None:
             found: list[tuple[str, Traversable | Path]] = []
             for directory in self.dirs:
-                if directory.is_dir():
-                    found += [(p.stem, p) for p in sorted(directory.glob("*.toml"))]
+                found += [(p.stem, p) for p in _listed(directory, self.notes)]
             found += sorted(
                 (
                     (entry.name.removesuffix(".toml"), entry)
@@ -200,6 +200,8 @@ class ProfileLocator:
         """
         if "/" in name_or_path or name_or_path.endswith(".toml"):
             path = Path(name_or_path)
+            if path.is_dir():
+                raise UnavailableError(f"{name_or_path} is a directory, not a profile file")
             if not path.is_file():
                 raise UnavailableError(f"no profile file {name_or_path}")
             return ProfileSource(path.stem, str(path), _read(path))
@@ -246,11 +248,33 @@ def _identity(path: str) -> str:
     return os.path.realpath(path)
 
 
-def _read(entry: Traversable | Path) -> str:
+def _listed(directory: Path, notes: list[str]) -> list[Path]:
+    """Return the *.toml files of ``directory``; skip (with a note) one that cannot be listed."""
     try:
+        if not directory.is_dir():
+            return []
+        return sorted(directory.glob("*.toml"))
+    except OSError as exc:
+        from tcptune.inspect.procfs import describe_os_error
+
+        notes.append(f"skipped profile directory {directory}: {describe_os_error(exc)}")
+        return []
+
+
+MAX_PROFILE_BYTES = 8 << 20  # a profile is a few KiB; this is far above any real one
+
+
+def _read(entry: Traversable | Path) -> str:
+    from tcptune.inspect.procfs import describe_os_error, read_bounded
+
+    try:
+        if isinstance(entry, Path):  # a FIFO never hangs, /dev/zero is refused
+            return read_bounded(entry, MAX_PROFILE_BYTES).decode("utf-8")
         return entry.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"{entry}: cannot read: {exc}") from exc
+    except OSError as exc:
+        raise BadInputError(f"{entry}: cannot read: {describe_os_error(exc)}") from exc
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"{entry}: cannot read: not UTF-8 text (byte {exc.start})") from exc
 
 
 def _fail(path: str, where: str, problem: str) -> BadInputError:
@@ -389,12 +413,15 @@ def validate(source: ProfileSource) -> Profile:
         data = tomllib.loads(source.text.removeprefix(BYTE_ORDER_MARK))
     except tomllib.TOMLDecodeError as exc:
         raise _fail(path, "", f"TOML syntax: {exc}") from exc
+    except RecursionError:
+        raise _fail(path, "", "nested too deeply to be a profile") from None
     unknown = sorted(set(data) - _TOP_FIELDS)
     if unknown:
         raise _fail(
             path, "", f"unknown field {unknown[0]!r} (allowed: {', '.join(sorted(_TOP_FIELDS))})"
         )
-    if data.get("schema") != SCHEMA_VERSION:
+    schema = data.get("schema")
+    if type(schema) is not int or schema != SCHEMA_VERSION:  # true == 1 == 1.0 in Python
         raise _fail(path, "schema", f"must be {SCHEMA_VERSION}, got {data.get('schema')!r}")
     name = data.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
