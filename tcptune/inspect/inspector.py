@@ -219,6 +219,11 @@ def inspect(
     for reading in sysctls.values():
         if reading.status is ReadStatus.UNREADABLE:
             problems.append(Problem(f"sysctl {reading.name}", reading.reason or "unreadable"))
+    if all(r.status is not ReadStatus.OK for r in sysctls.values()):
+        # Every key "absent" is a tree (or mount) without sys/net, not a healthy host.
+        problems.append(
+            Problem(str(procfs.path("sys/net")), "no sysctl is readable: not a procfs tree?")
+        )
     auxiliary: dict[str, SysctlValue] = {}
     for name in AUXILIARY_SYSCTLS:
         try:

@@ -415,6 +415,8 @@ def validate(source: ProfileSource) -> Profile:
         raise _fail(path, "", f"TOML syntax: {exc}") from exc
     except RecursionError:
         raise _fail(path, "", "nested too deeply to be a profile") from None
+    except ValueError:  # int(): "Exceeds the limit (4300 digits) for integer string conversion"
+        raise _fail(path, "", "a number has far more digits than any sysctl value") from None
     unknown = sorted(set(data) - _TOP_FIELDS)
     if unknown:
         raise _fail(

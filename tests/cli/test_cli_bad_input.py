@@ -121,3 +121,23 @@ def test_an_unreadable_home_profile_directory_is_skipped_with_a_note(tmp_path: P
     assert f"tcptune: note: skipped profile directory {profiles}: permission denied" in (
         result.stderr
     )
+
+
+def test_a_huge_integer_in_a_profile_is_named_without_python_s_words(tmp_path: Path) -> None:
+    path = tmp_path / "big.toml"
+    path.write_text(
+        profile_text("big", {FIN: {"value": 1}}).replace("= 1\n", "= 1" + "0" * 5000 + "\n")
+    )
+    code, _out, err = run("--proc-root", str(tree(tmp_path)), "audit", "--profile", str(path))
+    assert code == ExitStatus.BAD_INPUT and one_line(err)
+    assert "far more digits" in err and "set_int_max_str_digits" not in err
+
+
+@pytest.mark.parametrize("fmt", ["text", "check"])
+def test_a_tree_without_sys_net_is_incomplete_not_healthy(tmp_path: Path, fmt: str) -> None:
+    root = tree(tmp_path)
+    shutil.rmtree(root / "sys/net")
+    code, out, _err = run("--proc-root", str(root), "audit", "--format", fmt, "--source", "procfs")
+    assert code == ExitStatus.INCOMPLETE
+    if fmt == "check":
+        assert out.startswith("TCPTUNE UNKNOWN - inspection incomplete")
