@@ -71,8 +71,8 @@ COUNTER_DOCS: Mapping[tuple[str, str], CounterDoc] = _table(
         _NS,
         "IPv4 TCP sockets in the hash tables now (listening, connecting, connected, "
         "closing); timewait minisockets, request sockets and unbound sockets excluded",
-        "sock_prot_inuse_add() in inet_hash(), inet_ehash_nolisten(), inet_unhash()",
-        ("orphan-fin-wait2-minisock",),
+        "sock_prot_inuse_add() in __inet_hash(), inet_ehash_nolisten(), inet_unhash()",
+        ("orphan-fin-wait2-minisock", "sockstat-inuse-hashed"),
     ),
     CounterDoc(
         "TCP",

@@ -159,6 +159,14 @@ CLAIMS: Mapping[str, Claim] = _claims(
         "test_proc_net_tcp_prints_hex_state_codes",
     ),
     Claim(
+        "sockstat-inuse-hashed",
+        "sockstat inuse counts sockets in the hash tables (listeners, SYN_SENT, connected, "
+        "closing); unbound or bound-only sockets and timewait minisockets are left out",
+        "net/ipv4/inet_hashtables.c __inet_hash(), inet_ehash_nolisten(), inet_unhash() "
+        "(sock_prot_inuse_add())",
+        "test_sockstat_inuse_counts_hashed_sockets_only",
+    ),
+    Claim(
         "orphan-write-queue",
         "an orphan keeps its whole unsent write queue, up to tcp_wmem[2] (4 MiB by default), "
         "not the ~64 KB ip-sysctl.rst mentions",

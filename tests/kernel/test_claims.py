@@ -475,3 +475,22 @@ def test_new_namespace_copies_buffers_and_congestion_control_from_init_net() -> 
         assert current_netns() != HOST_NETNS
         inside = {key: Path("/proc/sys/net/ipv4", key).read_text() for key in keys}
     assert inside == host
+
+
+def test_sockstat_inuse_counts_hashed_sockets_only(lab: SocketLab) -> None:
+    """Claim sockstat-inuse-hashed: unbound and bound-only sockets, request sockets and
+    timewait minisockets are not in sockstat inuse; listeners, SYN_SENT and children are."""
+    assert sockstat()["inuse"] == 0
+    idle = lab._track(socket.socket())
+    idle.bind(("127.0.0.1", 0))
+    assert sockstat()["inuse"] == 0  # bound, never listening or connecting: not hashed
+    listener = lab.listen(backlog=0)
+    assert sockstat()["inuse"] == 1
+    lab._track(socket.socket()).connect(listener.getsockname())  # client + queued child
+    assert wait_for(lambda: sockstat()["inuse"] == 3)
+    pending = lab._track(socket.socket())
+    pending.setblocking(False)
+    pending.connect_ex(listener.getsockname())  # SYN_SENT: its SYNs are dropped (queue full)
+    assert wait_for(lambda: sockstat()["inuse"] == 4)
+    lab.time_wait(1)
+    assert sockstat()["inuse"] == 4 and sockstat()["tw"] == 1
