@@ -31,9 +31,22 @@ DOCS: Mapping[str, FindingDoc] = {
 
 def advise(evidence: Evidence, ignore: Iterable[str] = ()) -> list[Finding]:
     """Run every check and return the findings not ignored, worst first, stable order."""
+    return advise_ignoring(evidence, ignore)[0]
+
+
+def advise_ignoring(
+    evidence: Evidence, ignore: Iterable[str] = ()
+) -> tuple[list[Finding], list[str]]:
+    """Return :func:`advise`'s findings and the ``--ignore ID:SUBJECT`` words that hid none."""
     ignore = tuple(ignore)
-    found = [item for check in CHECKS for item in check(evidence) if not is_ignored(item, ignore)]
-    return sorted(found, key=lambda item: -item.severity)
+    every = [item for check in CHECKS for item in check(evidence)]
+    found = [item for item in every if not is_ignored(item, ignore)]
+    unmatched = [
+        word
+        for word in ignore
+        if ":" in word and not any(is_ignored(item, (word,)) for item in every)
+    ]
+    return sorted(found, key=lambda item: -item.severity), unmatched
 
 
 def counter_rates(before: Counters, after: Counters, seconds: float) -> dict[str, float]:

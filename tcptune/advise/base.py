@@ -50,6 +50,8 @@ class Evidence:
     rates: Mapping[str, float] | None = None  # counter name -> per second over the interval
     interval: float | None = None
     owners: bool = True  # False: do not read every process's descriptors (--no-owners)
+    # False: not root, so other users' descriptors (and their sockets' owners) are hidden
+    owners_readable: bool = True
     extra: Mapping[str, object] = field(default_factory=dict)
 
     def value(self, name: str) -> SysctlValue | None:

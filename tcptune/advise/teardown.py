@@ -173,6 +173,11 @@ def check_close_wait(ev: Evidence) -> Iterator[Finding]:
         unowned = total - sum(item.sockets for item in owners)
         if not ev.owners:
             evidence.append("owning processes not looked up (--no-owners)")
+        elif not owners and not ev.owners_readable:
+            evidence.append(
+                "owning processes not found: reading other users' descriptors needs root "
+                "(or CAP_SYS_PTRACE); run the audit as root to name them"
+            )
         elif owners and unowned > 0:
             evidence.append(f"{unowned} not matched to a process (exited, or not readable)")
     ages = closewait.summarize(ev)

@@ -145,8 +145,11 @@ def audit(
         from tcptune.profiles import default_profile_dirs
 
         searched = (*profile_dirs, *default_profile_dirs())
-    for unknown in _unknown_ignores(ignore):
-        click.echo(f"tcptune: {unknown}", err=True)
+    from tcptune.output.escape import one_line
+
+    unknown_words = _unknown_ignores(ignore)
+    for unknown in unknown_words:
+        click.echo(f"tcptune: {one_line(unknown)}", err=True)
     result = run_audit(
         procfs,
         netns_name=click.get_current_context().meta.get(NETNS_LABEL),
@@ -160,6 +163,13 @@ def audit(
         options_required=bool(socket_options),
     )
     report_unavailable(result.snapshot.sockopts)
+    for word in result.unmatched_ignores:
+        if not any(word in shown for shown in unknown_words):
+            click.echo(
+                f"tcptune: --ignore {one_line(word)}: no finding has that ID and subject "
+                "in this audit, so it ignores nothing",
+                err=True,
+            )
     _emit(metrics.audit_output(result, chosen, thresholds), output)
     for problem in result.snapshot.problems if chosen != "check" else ():
         click.echo(f"tcptune: incomplete: {problem.source}: {problem.message}", err=True)

@@ -168,9 +168,13 @@ def _from_tree(procfs: ProcFS, pid: int) -> Owner:
         status = procfs.read_text(f"{pid}/status")
     except ProcReadError:
         return Owner(pid, "?", "?")
-    uid = next((line.split()[1] for line in status.splitlines() if line.startswith("Uid:")), "?")
+    # A tree's status may be anything: "Uid:" with no value, a uid of 10^30, a minus.
+    fields = next(
+        (line.split()[1:2] for line in status.splitlines() if line.startswith("Uid:")), []
+    )
+    uid = fields[0] if fields and fields[0].isdigit() and len(fields[0]) <= 10 else "?"
     try:
         user = pwd.getpwuid(int(uid)).pw_name
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, OverflowError):
         user = uid
-    return Owner(pid, name, user)
+    return Owner(pid, name or "?", user)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tcptune.advise import Evidence, advise, counter_rates
+from tcptune.advise import Evidence, advise_ignoring, counter_rates
 from tcptune.exitcodes import ExitStatus, UsageError
 from tcptune.inspect.inspector import SocketSource, inspect
 from tcptune.inspect.procfs import ProcFS
@@ -35,6 +36,7 @@ class AuditResult:
     # Tcp/TcpExt counter name -> change per second over --interval; None without it
     rates: Mapping[str, float] | None = None
     close_wait_ages: CloseWaitSummary | None = None  # ages per process (tcp_info)
+    unmatched_ignores: tuple[str, ...] = ()  # --ignore ID:SUBJECT words that hid nothing
 
     @property
     def status(self) -> ExitStatus:
@@ -94,8 +96,11 @@ def run_audit(
             options=options,
             options_required=options_required,
         )
-    evidence = Evidence(snapshot, procfs, loaded, rates, interval, owners)
-    findings = tuple(advise(evidence, ignore))
+    evidence = Evidence(
+        snapshot, procfs, loaded, rates, interval, owners, owners_readable=os.geteuid() == 0
+    )
+    found, unmatched = advise_ignoring(evidence, ignore)
+    findings = tuple(found)
     from tcptune.advise.closewait import summarize
 
     return AuditResult(
@@ -106,4 +111,5 @@ def run_audit(
         evidence.close_wait_by_process(),
         rates,
         summarize(evidence),
+        tuple(unmatched),
     )

@@ -246,3 +246,19 @@ def test_a_rollback_that_cannot_read_the_drop_in_changes_nothing(
     assert f"cannot read {dropin} to restore it: input/output error (EIO)" in outcome.stderr
     assert outcome.keys == NEW != old and outcome.dropin is not None
     assert outcome.stack is not None and len(outcome.stack) == 1
+
+
+@pytest.mark.parametrize("error", ["ENOLCK", "EIO", "ENOSPC"])
+def test_a_lock_file_error_is_one_line_and_changes_nothing(
+    tools: None, tmp_path: Path, error: str
+) -> None:
+    old = _old_keys()
+    case = _prepare(tmp_path, f"lock-{error}")
+    call = "flock" if error != "ENOSPC" else "openat"
+    where = f"-P {case}/state/lock " if call == "openat" else ""
+    inject = f"strace -f -qq -o /dev/null {where}-e trace={call} -e inject={call}:error={error}"
+    _run(case, "apply", inject)
+    outcome = _outcome(case, f"apply: {call} of the lock fails with {error}")
+    assert outcome.code == 74, outcome
+    assert outcome.stderr.count("\n") == 1 and "nothing was changed" in outcome.stderr
+    assert outcome.keys == old and outcome.stack == [] and outcome.history == []

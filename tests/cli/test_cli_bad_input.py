@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,6 +16,8 @@ from tcptune.cli import cli
 from tcptune.exitcodes import ExitStatus
 from tests.apply_support import profile_text
 from tests.conftest import FIXTURES
+from tests.lab import SocketLab
+from tests.lab.privileges import UNPRIVILEGED, run_tcptune
 
 FIN = "net.ipv4.tcp_fin_timeout"
 WORKTREE = Path(__file__).resolve().parents[2]
@@ -141,3 +144,40 @@ def test_a_tree_without_sys_net_is_incomplete_not_healthy(tmp_path: Path, fmt: s
     assert code == ExitStatus.INCOMPLETE
     if fmt == "check":
         assert out.startswith("TCPTUNE UNKNOWN - inspection incomplete")
+
+
+def test_garbage_process_files_in_a_tree_never_crash_the_audit(tmp_path: Path) -> None:
+    root = tree(tmp_path)
+    lines = (root / "net/tcp").read_text().splitlines()
+    row = "   9: 0100007F:1F90 0100007F:A000 08 00000000:00000000 00:00000000 00000000"
+    (root / "net/tcp").write_text("\n".join([*lines, row + "     0        0 4242 1"]) + "\n")
+    for pid, status in (("77", "Name:\tx\nUid:\n"), ("78", "Uid:\t" + "9" * 40 + "\n")):
+        fd = root / pid / "fd"
+        fd.mkdir(parents=True)
+        (fd / "3").symlink_to("socket:[4242]")
+        (fd / "4").symlink_to("socket:[not-a-number]")
+        (fd / "5").symlink_to("socket:[")
+        (root / pid / "comm").write_text("\x1b]0;owned\x07\n")
+        (root / pid / "status").write_text(status)
+    code, out, err = run("--proc-root", str(root), "audit", "--source", "procfs")
+    assert code in (ExitStatus.OK, ExitStatus.WARNING), err
+    assert "pid 77 \\x1b]0;owned\\x07 (user ?)" in " ".join(out.split())
+    assert "\x1b" not in out
+
+
+def test_an_ignore_subject_that_matches_nothing_warns(tmp_path: Path) -> None:
+    code, _out, err = run(
+        "--proc-root", str(tree(tmp_path)), "audit", "--ignore", "keepalive:no\x1b[2Jsuch"
+    )
+    assert code in (ExitStatus.OK, ExitStatus.WARNING)
+    assert "tcptune: --ignore keepalive:no\\x1b[2Jsuch: no finding has that ID and subject" in err
+    assert "\x1b" not in err
+
+
+@pytest.mark.kernel
+def test_an_unprivileged_audit_says_owners_need_root(lab: SocketLab) -> None:
+    lab.close_wait(2)
+    lab.wait_for_states({"CLOSE_WAIT": 2, "FIN_WAIT2": 2})
+    result = run_tcptune("audit", "--json", prefix=UNPRIVILEGED)
+    evidence = [line for f in json.loads(result.stdout)["findings"] for line in f["evidence"]]
+    assert any("needs root (or CAP_SYS_PTRACE)" in line for line in evidence), evidence

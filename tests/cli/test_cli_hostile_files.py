@@ -211,3 +211,36 @@ def test_an_empty_state_dir_is_a_usage_error_not_the_current_directory(command: 
     code, _out, err = run(*command, "--state-dir", "")
     assert code == ExitStatus.USAGE
     assert "Invalid value for '--state-dir': needs a directory, got an empty string" in err
+
+
+@pytest.mark.kernel
+def test_a_record_of_a_namespace_that_is_gone_can_be_forgotten_and_it_is_logged(
+    tmp_path: Path,
+) -> None:
+    reason = require_netns_capability()
+    if reason is not None:
+        skip_or_fail(reason)
+    state = tmp_path / "state"
+    with fresh_netns():  # a container that will exit
+        code, _out, err = run(*apply_args(tmp_path, state))
+        assert code == ExitStatus.OK, err
+    with fresh_netns():  # another namespace: the first one is gone
+        code, _out, err = run("rollback", "--state-dir", str(state))
+        assert code == ExitStatus.UNAVAILABLE
+        assert "changed another network namespace" in err
+        assert "`tcptune rollback --forget 1`" in err
+        code, out, err = run("rollback", "--state-dir", str(state), "--forget", "1")
+        assert (code, err) == (ExitStatus.OK, ""), err
+        assert "dropped apply #1 of web from the undo stack; nothing was written" in out
+        code, _out, err = run("rollback", "--state-dir", str(state), "--forget", "1")
+        assert code == ExitStatus.UNAVAILABLE and "no apply #1 on the undo stack" in err
+    assert json.loads((state / "state.json").read_text())["undo_stack"] == []
+    lines = [json.loads(line) for line in (state / "history.jsonl").read_text().splitlines()]
+    assert [(e["id"], e["action"], e["outcome"]) for e in lines] == [
+        (1, "apply", "applied"),
+        (2, "forget", "forgotten"),
+    ]
+    assert lines[1]["undoes"] == 1 and "without restoring anything" in lines[1]["message"]
+    assert lines[0]["netns"] == lines[1]["netns"] and "not initial" in lines[0]["netns"]
+    code, out, _err = run("history", "--state-dir", str(state))
+    assert code == ExitStatus.OK and out.count("    in net:[") == 2
