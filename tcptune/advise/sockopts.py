@@ -163,8 +163,12 @@ USER_TIMEOUT = FindingDoc(
     "retries). With SO_KEEPALIVE on, TCP_KEEPCNT is ignored: the connection is reset at "
     "the first keepalive timer after the silence exceeds the user timeout, once a probe "
     "was sent (tcp_keepalive_timer()). A user timeout shorter than keepalive idle + one "
-    "interval therefore ends an idle connection after one unanswered probe.",
+    "interval therefore ends an idle connection after one unanswered probe. It bounds "
+    "connect() too: an unanswered SYN fails with ETIMEDOUT once the user timeout has "
+    "passed (man 7 tcp's 'synchronized states only' is stale). A data or SYN timeout "
+    "sends no RST; a keepalive give-up sends one.",
     ("man 7 tcp (TCP_USER_TIMEOUT)", "RFC 5482", "net/ipv4/tcp_timer.c tcp_keepalive_timer"),
+    ("user-timeout-connect", "retrans-timeout-silent", "keepalive-timeout-rst"),
 )
 NO_REUSEADDR = FindingDoc(
     "listener-no-reuseaddr",
