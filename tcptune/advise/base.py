@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tcptune.inspect.owners import Holders, Owner, describe_processes, socket_holders
-from tcptune.inspect.procfs import ProcFS
 from tcptune.model.findings import Finding, Severity
-from tcptune.model.snapshot import Snapshot, SocketDetails
+from tcptune.model.snapshot import Owner, Snapshot, SocketDetails
 from tcptune.model.tcpstates import TcpState
 from tcptune.model.values import SysctlValue
 
@@ -42,17 +39,14 @@ class OwnerCount:
 
 @dataclass(frozen=True)
 class Evidence:
-    """Everything a check may read: the snapshot, the profile, rates and socket owners."""
+    """Everything a check may read: the snapshot, the profile and rates. Frozen; no I/O."""
 
     snapshot: Snapshot
-    procfs: ProcFS
     profile: Profile | None = None
     rates: Mapping[str, float] | None = None  # counter name -> per second over the interval
     interval: float | None = None
-    owners: bool = True  # False: do not read every process's descriptors (--no-owners)
     # False: not root, so other users' descriptors (and their sockets' owners) are hidden
     owners_readable: bool = True
-    extra: Mapping[str, object] = field(default_factory=dict)
 
     def value(self, name: str) -> SysctlValue | None:
         """Return a readable sysctl's live value."""
@@ -72,6 +66,11 @@ class Evidence:
         """Return the per-socket details, if the inspection collected them."""
         return self.snapshot.sockets.details if self.snapshot.sockets else None
 
+    @property
+    def owners_known(self) -> bool:
+        """Return whether the inspection looked up socket owners (not with --no-owners)."""
+        return self.snapshot.owners is not None
+
     def counter(self, name: str) -> int | None:
         """Return a TcpExt or Tcp total (per namespace, since its creation)."""
         counters = self.snapshot.counters
@@ -81,21 +80,16 @@ class Evidence:
         """Return a counter's change per second over --interval, if measured."""
         return None if self.rates is None else self.rates.get(name)
 
-    @cached_property
-    def _holders(self) -> Holders:
-        details = self.details
-        if details is None or not self.owners:
-            return Holders(())
-        # Listeners' owners are named only where several share an address
-        # (the reuseport check). Every holder is wanted: the outputs name each
-        # process holding a CLOSE_WAIT socket, forked children included.
-        by_local: Counter[str] = Counter(str(item.local) for item in details.listeners)
-        shared = [item.inode for item in details.listeners if by_local[str(item.local)] > 1]
-        return socket_holders(self.procfs, [*details.close_wait_inodes, *shared])
-
     def holders(self, inode: int) -> tuple[int, ...]:
-        """Return the PIDs holding CLOSE_WAIT socket ``inode`` (empty without --owners)."""
-        return tuple(self._holders.get(inode, ()))
+        """Return the PIDs holding socket ``inode`` (empty without --owners)."""
+        owners = self.snapshot.owners
+        return owners.holders.get(inode, ()) if owners is not None else ()
+
+    def process(self, pid: int) -> Owner:
+        """Return name and user of a holder (``?`` if it vanished before it was described)."""
+        owners = self.snapshot.owners
+        found = owners.processes.get(pid) if owners is not None else None
+        return found or Owner(pid, "?", "?")
 
     def close_wait_by_process(self) -> dict[str, int] | None:
         """Return CLOSE_WAIT sockets per process name, each socket once per name; None if unknown.
@@ -105,22 +99,11 @@ class Evidence:
         None when owners were not looked up (--no-owners) or details are missing.
         """
         details = self.details
-        if details is None or not self.owners:
+        if details is None or not self.owners_known:
             return None
-        if not details.close_wait_inodes:
-            return {}  # nothing to attribute: no descriptor scan
-        holders = self._holders
-        pids = holders.pids()
-        if not pids:
-            return {}
-        described = describe_processes(self.procfs, pids)
         per_name: Counter[str] = Counter()
-        for inode in details.close_wait_inodes:  # a socket once per name, in fixed memory
-            held = holders.get(inode, ())
-            if len(held) == 1:
-                per_name[described[held[0]].name] += 1
-            elif held:
-                per_name.update({described[pid].name for pid in held})
+        for inode in details.close_wait_inodes:
+            per_name.update({self.process(pid).name for pid in self.holders(inode)})
         return dict(per_name)
 
     def owners_of(self, inodes_ports: Iterable[tuple[int, int]]) -> list[OwnerCount]:
@@ -128,14 +111,11 @@ class Evidence:
         per_pid: Counter[int] = Counter()
         ports: dict[int, set[int]] = {}
         for inode, port in inodes_ports:
-            for pid in self._holders.get(inode, ()):
+            for pid in self.holders(inode):
                 per_pid[pid] += 1
                 ports.setdefault(pid, set()).add(port)
-        if not per_pid:
-            return []  # nothing to describe: do not even import psutil
-        described = describe_processes(self.procfs, per_pid)
         return [
-            OwnerCount(described[pid], count, tuple(sorted(ports[pid])))
+            OwnerCount(self.process(pid), count, tuple(sorted(ports[pid])))
             for pid, count in per_pid.most_common()
         ]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from tcptune.advise.base import Evidence
-from tcptune.inspect.owners import describe_processes
 from tcptune.model.closewait import CloseWaitSummary, ProcessAges, bucket_counts
 from tcptune.model.units import duration
 
@@ -19,9 +18,8 @@ def summarize(ev: Evidence) -> CloseWaitSummary | None:
     ages = found.ages
     per_name: dict[str, list[int]] = {}
     pids_of: dict[str, set[int]] = {}
-    holders = {inode: ev.holders(inode) for inode in ages} if ev.owners else {}
-    pids = {pid for held in holders.values() for pid in held}
-    described = describe_processes(ev.procfs, pids) if pids else {}
+    holders = {inode: ev.holders(inode) for inode in ages}
+    described = {pid: ev.process(pid) for held in holders.values() for pid in held}
     for inode in ages:
         names = {described[pid].name for pid in holders.get(inode, ())} or {"(no process)"}
         for name in names:  # forked workers sharing a socket: once per name

@@ -8,9 +8,9 @@ from tcptune.advise.base import Evidence, FindingDoc, finding
 from tcptune.model.findings import Finding, Severity
 from tcptune.model.ports import contains, format_port_list, merge_spans, parse_port_list
 from tcptune.model.snapshot import ReadStatus
-from tcptune.model.sysctls import KNOWN_SYSCTLS, Scope
+from tcptune.model.sysctls import Scope
 from tcptune.model.units import show_value
-from tcptune.model.values import SysctlValue, parse
+from tcptune.model.values import spec_for
 
 PROFILE_MISMATCH = FindingDoc(
     "profile-mismatch",
@@ -106,20 +106,13 @@ def check_profile(ev: Evidence) -> Iterator[Finding]:
     if ev.profile is None:
         return
     for name, target in ev.profile.targets.items():
-        reading = ev.snapshot.sysctls.get(name)
-        spec = KNOWN_SYSCTLS.get(name)
-        if reading is None:  # a key outside the catalogue: read it directly
-            path = ev.procfs.sysctl_path(name)
-            try:
-                current: SysctlValue | None = parse(target.unit, path.read_text())
-            except (OSError, ValueError):
-                current = None
-            status = ReadStatus.OK if current is not None else ReadStatus.ABSENT
-        else:
-            current, status = reading.value, reading.status
+        reading = ev.snapshot.reading(name)
+        spec = spec_for(name, target.value)
+        current = reading.value if reading is not None else None
+        status = reading.status if reading is not None else ReadStatus.ABSENT
         if status is not ReadStatus.OK:
-            scope_host = spec is not None and spec.scope is Scope.HOST
-            why = reading.reason if reading else "this kernel has no such key"
+            scope_host = spec.scope is Scope.HOST
+            why = reading.reason if reading else "not read by this inspection"
             severity = Severity.INFO if target.optional or scope_host else Severity.WARNING
             yield finding(
                 PROFILE_KEY_ABSENT,
@@ -134,11 +127,7 @@ def check_profile(ev: Evidence) -> Iterator[Finding]:
             continue
         if target.satisfied_by(current):
             continue
-        shown = (
-            show_value(current, spec.unit, spec.modes)
-            if spec and current is not None
-            else str(current)
-        )
+        shown = show_value(current, spec.unit, spec.modes) if current is not None else "?"
         yield finding(
             PROFILE_MISMATCH,
             Severity.WARNING,

@@ -171,7 +171,7 @@ def check_close_wait(ev: Evidence) -> Iterator[Finding]:
                 f" {item.sockets} sockets, local port {ports}{more}"
             )
         unowned = total - sum(item.sockets for item in owners)
-        if not ev.owners:
+        if not ev.owners_known:
             evidence.append("owning processes not looked up (--no-owners)")
         elif not owners and not ev.owners_readable:
             evidence.append(

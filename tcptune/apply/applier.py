@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tcptune.apply import sysctld
-from tcptune.apply.plan import Plan, build_plan
+from tcptune.apply.plan import Plan, read_plan
 from tcptune.apply.statestore import (
     ApplyRecord,
     Change,
@@ -412,7 +412,7 @@ def preview(
 ) -> tuple[Plan, sysctld.DropinPlan | None]:
     """Return the plan for ``profile`` and the drop-in --persist would write; write nothing."""
     check_persist_target(env, persist)
-    plan = build_plan(profile, env.procfs, env.netns_name, allow_unlisted=env.allow_unlisted)
+    plan = read_plan(profile, env.procfs, env.netns_name, allow_unlisted=env.allow_unlisted)
     return plan, plan_dropin(plan, env) if persist else None
 
 
@@ -425,9 +425,9 @@ def apply_profile(
     check_privilege(env.identity, command)
     check_writable(env.procfs, list(profile.targets))
     with env.store.locked(env.lock_timeout):
-        plan = build_plan(  # under the lock: no other apply writes now
+        plan = read_plan(  # under the lock: no other apply writes now
             profile, env.procfs, env.netns_name, allow_unlisted=env.allow_unlisted
-        )  # under the lock: no other apply writes now
+        )
         blocked = plan.error()
         if blocked is not None:
             raise blocked

@@ -1,22 +1,21 @@
 """Compare a profile with the live kernel and say, key by key, what an apply would do.
 
-Building a plan only reads. The applier carries out exactly the plan's CHANGE
-items; verify reads the same plan as drift.
+Building a plan is a pure function of the profile and a settings Snapshot
+(inspect.inspect_settings reads it); the applier carries out exactly the
+plan's CHANGE items under its lock; verify reads the same plan as drift.
 """
 
 from __future__ import annotations
 
 import enum
-import os
-import stat
 from dataclasses import dataclass, replace
 
 from tcptune.exitcodes import BadInputError, ExitStatus, TcptuneError, UnavailableError
-from tcptune.inspect.inspector import read_context, read_sysctl
+from tcptune.inspect.inspector import inspect_settings
 from tcptune.inspect.procfs import ProcFS
-from tcptune.model.snapshot import Context, ReadStatus
+from tcptune.model.snapshot import Context, ReadStatus, Snapshot
 from tcptune.model.sysctls import KNOWN_SYSCTLS, SysctlSpec
-from tcptune.model.values import SysctlValue, format_value, spec_for
+from tcptune.model.values import SysctlValue, format_value
 from tcptune.profiles import Profile, Target
 
 PORT_RANGE = "net.ipv4.ip_local_port_range"
@@ -125,28 +124,7 @@ def _unlisted(base: PlanItem, allow_unlisted: bool, initial_netns: bool | None) 
     return replace(base, scope_note=UNLISTED_HOST)
 
 
-def _read_only(procfs: ProcFS, name: str) -> str | None:
-    """Return why ``name`` cannot be written here (no write bit, read-only mount), or None."""
-    path = procfs.sysctl_path(name)
-    try:
-        status = os.stat(path)
-        mounted_read_only = bool(os.statvfs(path.parent).f_flag & os.ST_RDONLY)
-    except OSError:
-        return None
-    if mounted_read_only:
-        return f"{path.parent} is mounted read-only: the key cannot be changed from here"
-    if not status.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
-        return (
-            f"read-only here (mode {stat.S_IMODE(status.st_mode):04o}): the kernel shows it "
-            "in this namespace but only the host's initial namespace can change it"
-        )
-    return None
-
-
-def _item(
-    target: Target, procfs: ProcFS, initial_netns: bool | None, allow_unlisted: bool = False
-) -> PlanItem:
-    spec = spec_for(target.name, target.value)
+def _item(target: Target, snapshot: Snapshot, allow_unlisted: bool) -> PlanItem:
     base = PlanItem(
         target.name,
         Action.BLOCKED,
@@ -157,10 +135,14 @@ def _item(
         goal=target,
     )
     if base.spec is None:
-        base = _unlisted(base, allow_unlisted, initial_netns)
+        base = _unlisted(base, allow_unlisted, snapshot.context.initial_netns)
         if base.reason is not None:
             return base
-    reading = read_sysctl(procfs, spec, initial_netns)
+    reading = snapshot.reading(target.name)
+    if reading is None:
+        return replace(
+            base, reason="not read by this inspection", blocked_status=ExitStatus.UNAVAILABLE
+        )
     if reading.status is ReadStatus.NOT_IN_NAMESPACE:
         return replace(
             base,
@@ -186,7 +168,7 @@ def _item(
             "which is all /proc/sys takes: the kernel would reject it",
             blocked_status=ExitStatus.BAD_INPUT,
         )
-    read_only = _read_only(procfs, target.name) if action is Action.CHANGE else None
+    read_only = reading.read_only if action is Action.CHANGE else None
     if read_only is not None:
         return replace(
             base,
@@ -214,14 +196,7 @@ def writable_text(text: str) -> bool:
     return text.isascii() and text.isprintable()
 
 
-def _read_int(procfs: ProcFS, name: str) -> int | None:
-    try:
-        return int(procfs.sysctl_path(name).read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _check_port_floor(items: list[PlanItem], procfs: ProcFS) -> list[PlanItem]:
+def _check_port_floor(items: list[PlanItem], snapshot: Snapshot) -> list[PlanItem]:
     """Block a port range whose low end would sit below ip_unprivileged_port_start.
 
     net/ipv4/sysctl_net_ipv4.c: ipv4_local_port_range() rejects such a range and
@@ -236,9 +211,7 @@ def _check_port_floor(items: list[PlanItem], procfs: ProcFS) -> list[PlanItem]:
         item = by_name.get(name)
         if item is not None and item.desired is not None:
             return item.desired
-        if name == UNPRIVILEGED_PORT_START:
-            return _read_int(procfs, name)
-        return None
+        return snapshot.auxiliary.get(name) if name == UNPRIVILEGED_PORT_START else None
 
     port_range, floor = effective(PORT_RANGE), effective(UNPRIVILEGED_PORT_START)
     if not (isinstance(port_range, tuple) and isinstance(floor, int)):
@@ -259,19 +232,29 @@ def _check_port_floor(items: list[PlanItem], procfs: ProcFS) -> list[PlanItem]:
     return [blocked.get(item.name, item) for item in items]
 
 
-def build_plan(
+def build_plan(profile: Profile, snapshot: Snapshot, *, allow_unlisted: bool = False) -> Plan:
+    """Return what applying ``profile`` would do to the kernel ``snapshot`` read. Pure.
+
+    A key outside the catalogue is blocked unless ``allow_unlisted``; then a
+    host-wide one (not net.*) is still blocked outside the initial namespace.
+    """
+    items = [_item(target, snapshot, allow_unlisted) for target in profile.targets.values()]
+    checked = tuple(_check_port_floor(items, snapshot))
+    return Plan(profile.name, profile.path, snapshot.context, checked)
+
+
+def read_plan(
     profile: Profile,
     procfs: ProcFS,
     netns_name: str | None = None,
     *,
     allow_unlisted: bool = False,
 ) -> Plan:
-    """Return what applying ``profile`` would do to the kernel behind ``procfs``.
-
-    A key outside the catalogue is blocked unless ``allow_unlisted``; then a
-    host-wide one (not net.*) is still blocked outside the initial namespace.
-    """
-    context = read_context(procfs, netns_name)
-    initial = context.initial_netns
-    items = [_item(t, procfs, initial, allow_unlisted) for t in profile.targets.values()]
-    return Plan(profile.name, profile.path, context, tuple(_check_port_floor(items, procfs)))
+    """Read the settings ``profile`` names from the kernel behind ``procfs``, and plan."""
+    snapshot = inspect_settings(
+        procfs,
+        netns_name=netns_name,
+        extra=profile.specs_outside_catalogue(),
+        writable=tuple(profile.targets),
+    )
+    return build_plan(profile, snapshot, allow_unlisted=allow_unlisted)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tcptune.apply.plan import Action, Plan, PlanItem, build_plan
+from tcptune.apply.plan import Action, Plan, PlanItem, read_plan
 from tcptune.apply.sysctld import (
     BootSetting,
     SearchPath,
@@ -43,7 +43,7 @@ def verify_profile(
     profile: Profile, procfs: ProcFS, search: SearchPath, netns_name: str | None = None
 ) -> VerifyReport:
     """Return how the live kernel and the boot-time configuration compare with ``profile``."""
-    plan = build_plan(profile, procfs, netns_name, allow_unlisted=True)  # reads only
+    plan = read_plan(profile, procfs, netns_name, allow_unlisted=True)  # reads only
     settings, problems = boot_settings(search)
     winners = winning_settings(settings)
     boot = {
@@ -51,10 +51,10 @@ def verify_profile(
         for name in profile.targets
         if name_to_path(name) in winners
     }
-    agrees = {name: _boot_meets(profile.targets[name], s.value) for name, s in boot.items()}
+    agrees = {name: boot_value_meets(profile.targets[name], s.value) for name, s in boot.items()}
     return VerifyReport(plan, boot, agrees, tuple(problems))
 
 
-def _boot_meets(target: Target, text: str) -> bool:
+def boot_value_meets(target: Target, text: str) -> bool:
     """Return whether a boot-time file's text for a key meets ``target``."""
     return text_meets(target.unit, text, target.value, target.minimum, target.maximum)

@@ -5,18 +5,22 @@ from __future__ import annotations
 import enum
 import os
 import socket
+import stat
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tcptune.inspect.counters import read_counters
+from tcptune.inspect.owners import look_up_owners
 from tcptune.inspect.procfs import ProcFS, ProcReadError, describe_os_error
 from tcptune.inspect.proctcp import read_proc_tcp
 from tcptune.inspect.sockdetails import DetailsBuilder
 from tcptune.inspect.sockdiag import SockDiagError, details_builder, dump_counts
 from tcptune.model.snapshot import (
     Context,
+    Counters,
     Problem,
     ReadStatus,
     Snapshot,
@@ -29,6 +33,7 @@ from tcptune.model.values import SysctlValue, parse
 
 if TYPE_CHECKING:  # the BPF loader is imported only when socket options are read
     from tcptune.inspect.sockopts import BpfSeams
+    from tcptune.model.sockopts import InventoryStatus
 
 LIVE_PROC = Path("/proc")
 NetlinkFactory = Callable[[], socket.socket]  # opens a NETLINK_SOCK_DIAG socket (injectable)
@@ -189,12 +194,139 @@ def read_sockets(
     )
 
 
+def read_settings(
+    procfs: ProcFS, context: Context, extra: Iterable[SysctlSpec] = ()
+) -> tuple[dict[str, SysctlReading], dict[str, SysctlReading], dict[str, SysctlValue]]:
+    """Return the catalogue's readings, those of the ``extra`` keys, and the auxiliary values."""
+    sysctls = {
+        name: read_sysctl(procfs, spec, context.initial_netns)
+        for name, spec in KNOWN_SYSCTLS.items()
+    }
+    others = {
+        spec.name: read_sysctl(procfs, spec, context.initial_netns)
+        for spec in extra
+        if spec.name not in KNOWN_SYSCTLS
+    }
+    auxiliary: dict[str, SysctlValue] = {}
+    for spec in AUXILIARY_SYSCTLS:
+        reading = others.get(spec.name) or read_sysctl(procfs, spec, context.initial_netns)
+        if reading.status is ReadStatus.OK and reading.value is not None:
+            auxiliary[spec.name] = reading.value
+    return sysctls, others, auxiliary
+
+
+def _sysctl_problems(procfs: ProcFS, sysctls: Mapping[str, SysctlReading]) -> list[Problem]:
+    problems = [
+        Problem(f"sysctl {reading.name}", reading.reason or "unreadable")
+        for reading in sysctls.values()
+        if reading.status is ReadStatus.UNREADABLE
+    ]
+    if all(reading.status is not ReadStatus.OK for reading in sysctls.values()):
+        # Every key "absent" is a tree (or mount) without sys/net, not a healthy host.
+        problems.append(
+            Problem(str(procfs.path("sys/net")), "no sysctl is readable: not a procfs tree?")
+        )
+    return problems
+
+
+def read_only_reason(procfs: ProcFS, name: str) -> str | None:
+    """Return why ``name`` cannot be written here (no write bit, read-only mount), or None."""
+    path = procfs.sysctl_path(name)
+    try:
+        status = os.stat(path)
+        mounted_read_only = bool(os.statvfs(path.parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return None
+    if mounted_read_only:
+        return f"{path.parent} is mounted read-only: the key cannot be changed from here"
+    if not status.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        return (
+            f"read-only here (mode {stat.S_IMODE(status.st_mode):04o}): the kernel shows it "
+            "in this namespace but only the host's initial namespace can change it"
+        )
+    return None
+
+
+def _with_write_check(
+    procfs: ProcFS, readings: dict[str, SysctlReading], names: frozenset[str]
+) -> dict[str, SysctlReading]:
+    return {
+        name: replace(reading, read_only=read_only_reason(procfs, name))
+        if name in names and reading.status is ReadStatus.OK
+        else reading
+        for name, reading in readings.items()
+    }
+
+
+def inspect_settings(
+    procfs: ProcFS | None = None,
+    *,
+    netns_name: str | None = None,
+    extra: Iterable[SysctlSpec] = (),
+    writable: Iterable[str] = (),
+    clock: float | None = None,
+) -> Snapshot:
+    """Return a Snapshot of the sysctls only (no sockets, no counters): what a plan needs.
+
+    For the ``writable`` keys it also records why each cannot be written here.
+    """
+    procfs = procfs or ProcFS(LIVE_PROC)
+    context = read_context(procfs, netns_name)
+    sysctls, others, auxiliary = read_settings(procfs, context, extra)
+    names = frozenset(writable)
+    sysctls = _with_write_check(procfs, sysctls, names)
+    others = _with_write_check(procfs, others, names)
+    return Snapshot(
+        taken_at=time.time() if clock is None else clock,
+        context=context,
+        sysctls=sysctls,
+        sockets=None,
+        counters=Counters(),
+        problems=tuple(_sysctl_problems(procfs, sysctls)),
+        auxiliary=auxiliary,
+        profile_sysctls=others,
+    )
+
+
+def _read_options(
+    procfs: ProcFS,
+    sysctls: Mapping[str, SysctlReading],
+    options: BpfSeams,
+    required: bool,
+    owners: bool,
+    problems: list[Problem],
+) -> InventoryStatus | None:
+    """Return every socket's options (BPF) or why not; a problem only if ``required``."""
+    if procfs.root != LIVE_PROC:
+        if not required:
+            return None
+        from tcptune.model.sockopts import InventoryStatus
+
+        reason = f"socket options not available: {procfs.root} is not the live /proc"
+        problems.append(Problem("socket options (BPF iterator)", reason))
+        return InventoryStatus(None, reason, reason, requested=True)
+    from tcptune.inspect.sockopts import read_inventory
+
+    idle = sysctls["net.ipv4.tcp_keepalive_time"].value
+    sockopts = read_inventory(
+        procfs,
+        idle if isinstance(idle, int) else None,
+        seams=options,
+        owners=owners,
+        requested=required,
+    )
+    if sockopts.unavailable and required:
+        problems.append(Problem("socket options (BPF iterator)", sockopts.unavailable))
+    return sockopts
+
+
 def inspect(
     procfs: ProcFS | None = None,
     *,
     source: SocketSource = SocketSource.AUTO,
     details: bool = False,
-    socket_inodes: bool = True,
+    owners: bool = False,
+    extra: Iterable[SysctlSpec] = (),
     netns_name: str | None = None,
     clock: float | None = None,
     netlink: NetlinkFactory | None = None,
@@ -203,55 +335,26 @@ def inspect(
 ) -> Snapshot:
     """Read settings, socket states and counters into a Snapshot; never raises for bad files.
 
-    ``details`` also aggregates per-socket facts in the same pass;
-    ``socket_inodes`` keeps CLOSE_WAIT inodes for attribution to processes;
+    ``details`` also aggregates per-socket facts in the same pass; ``owners``
+    then looks up the processes holding the CLOSE_WAIT sockets and shared
+    listeners (a readlink per open descriptor on the host); ``extra`` names
+    keys outside the catalogue to read too (those a profile sets);
     ``options`` reads every socket's options with the BPF iterator (and their
-    owners with ``socket_inodes``); unavailable options are a problem only if
+    owners with ``owners``); unavailable options are a problem only if
     ``options_required``.
     """
     procfs = procfs or ProcFS(LIVE_PROC)
-    problems: list[Problem] = []
     context = read_context(procfs, netns_name)
-    sysctls = {
-        name: read_sysctl(procfs, spec, context.initial_netns)
-        for name, spec in KNOWN_SYSCTLS.items()
-    }
-    for reading in sysctls.values():
-        if reading.status is ReadStatus.UNREADABLE:
-            problems.append(Problem(f"sysctl {reading.name}", reading.reason or "unreadable"))
-    if all(r.status is not ReadStatus.OK for r in sysctls.values()):
-        # Every key "absent" is a tree (or mount) without sys/net, not a healthy host.
-        problems.append(
-            Problem(str(procfs.path("sys/net")), "no sysctl is readable: not a procfs tree?")
-        )
-    auxiliary: dict[str, SysctlValue] = {}
-    for name in AUXILIARY_SYSCTLS:
-        try:
-            auxiliary[name] = int(procfs.sysctl_path(name).read_text().strip())
-        except (OSError, ValueError):
-            continue
-    sockets = read_sockets(procfs, source, details, problems, netlink, socket_inodes)
+    sysctls, others, auxiliary = read_settings(procfs, context, extra)
+    problems = _sysctl_problems(procfs, sysctls)
+    sockets = read_sockets(procfs, source, details, problems, netlink, socket_inodes=owners)
     counters = read_counters(procfs, problems)
+    found = None
+    if owners and sockets is not None and sockets.details is not None:
+        found = look_up_owners(procfs, sockets.details.owner_inodes())
     sockopts = None
-    if options is not None and procfs.root != LIVE_PROC and options_required:
-        from tcptune.model.sockopts import InventoryStatus
-
-        reason = f"socket options not available: {procfs.root} is not the live /proc"
-        sockopts = InventoryStatus(None, reason, reason, requested=True)
-        problems.append(Problem("socket options (BPF iterator)", reason))
-    elif options is not None and procfs.root == LIVE_PROC:
-        from tcptune.inspect.sockopts import read_inventory
-
-        idle = sysctls["net.ipv4.tcp_keepalive_time"].value
-        sockopts = read_inventory(
-            procfs,
-            idle if isinstance(idle, int) else None,
-            seams=options,
-            owners=socket_inodes,
-            requested=options_required,
-        )
-        if sockopts.unavailable and options_required:
-            problems.append(Problem("socket options (BPF iterator)", sockopts.unavailable))
+    if options is not None:
+        sockopts = _read_options(procfs, sysctls, options, options_required, owners, problems)
     close_wait_ages = None
     # a dump of its own, only when there are CLOSE_WAIT sockets to date
     if details and sockets and sockets.source == "netlink" and sockets.total(TcpState.CLOSE_WAIT):
@@ -271,7 +374,9 @@ def inspect(
         auxiliary=auxiliary,
         sockopts=sockopts,
         close_wait_ages=close_wait_ages,
+        profile_sysctls=others,
+        owners=found,
     )
 
 
-__all__ = ["SocketSource", "inspect", "read_sysctl"]
+__all__ = ["SocketSource", "inspect", "inspect_settings", "read_settings", "read_sysctl"]

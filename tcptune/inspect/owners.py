@@ -11,20 +11,10 @@ import pwd
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from tcptune.inspect.procfs import ProcFS, ProcReadError
-
-
-@dataclass(frozen=True)
-class Owner:
-    """A process holding sockets."""
-
-    pid: int
-    name: str
-    user: str
-
+from tcptune.model.snapshot import Owner, SocketOwners
 
 _FILTER_BITS = 1 << 20  # a 128 KiB bitmap in front of the sorted inodes
 
@@ -178,3 +168,11 @@ def _from_tree(procfs: ProcFS, pid: int) -> Owner:
     except (KeyError, ValueError, OverflowError):
         user = uid
     return Owner(pid, name or "?", user)
+
+
+def look_up_owners(procfs: ProcFS, inodes: Iterable[int]) -> SocketOwners:
+    """Return who holds each of ``inodes``, with name and user of every holder found."""
+    holders = socket_holders(procfs, inodes)
+    pids = holders.pids()
+    processes = describe_processes(procfs, pids) if pids else {}  # no psutil import if none
+    return SocketOwners(holders, processes)

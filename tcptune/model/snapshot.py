@@ -36,6 +36,7 @@ class SysctlReading:
     value: SysctlValue | None = None
     raw: str | None = None
     reason: str | None = None  # why it is absent or unreadable
+    read_only: str | None = None  # why it cannot be written here (checked for plans only)
 
     @property
     def name(self) -> str:
@@ -139,6 +140,31 @@ class SocketDetails:
         """Return how many CLOSE_WAIT sockets were seen."""
         return self.close_wait_by_local.total
 
+    def owner_inodes(self) -> tuple[int, ...]:
+        """Return the inodes whose holders the advice names: CLOSE_WAIT, shared listeners."""
+        per_local: dict[Endpoint, list[int]] = {}
+        for item in self.listeners:
+            per_local.setdefault(item.local, []).append(item.inode)
+        shared = [inode for inodes in per_local.values() if len(inodes) > 1 for inode in inodes]
+        return (*self.close_wait_inodes, *shared)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """A process holding sockets."""
+
+    pid: int
+    name: str
+    user: str
+
+
+@dataclass(frozen=True)
+class SocketOwners:
+    """Which processes hold the sockets advice names, looked up while inspecting."""
+
+    holders: Mapping[int, tuple[int, ...]]  # socket inode -> PIDs (forked children share)
+    processes: Mapping[int, Owner]  # PID -> name and user
+
 
 @dataclass(frozen=True)
 class SocketCounts:
@@ -189,18 +215,26 @@ class Snapshot:
     sockets: SocketCounts | None
     counters: Counters
     problems: tuple[Problem, ...]
+    # Kernel facts advice depends on (model/sysctls.py AUXILIARY_SYSCTLS), readable ones only.
     auxiliary: Mapping[str, SysctlValue] = field(default_factory=dict)
     sockopts: InventoryStatus | None = None  # every socket's options (BPF), or why not
     close_wait_ages: CloseWaitAges | None = None  # tcp_info ages of CLOSE_WAIT sockets
+    # Keys a profile names outside the catalogue, read in the same pass as the catalogue.
+    profile_sysctls: Mapping[str, SysctlReading] = field(default_factory=dict)
+    owners: SocketOwners | None = None  # None: not looked up (--no-owners, or no details)
 
     @property
     def complete(self) -> bool:
         """Return whether everything could be read."""
         return not self.problems
 
+    def reading(self, name: str) -> SysctlReading | None:
+        """Return how ``name`` read, from the catalogue or the profile's other keys."""
+        return self.sysctls.get(name) or self.profile_sysctls.get(name)
+
     def value(self, name: str) -> SysctlValue | None:
         """Return a readable sysctl's value, or None."""
-        reading = self.sysctls.get(name)
+        reading = self.reading(name)
         return reading.value if reading and reading.status is ReadStatus.OK else None
 
 

@@ -253,5 +253,14 @@ KNOWN_SYSCTLS: Mapping[str, SysctlSpec] = _spec(
 )
 
 # Keys the inspector reads besides the catalogue: kernel-internal facts that
-# advice depends on (not shown as settings).
-AUXILIARY_SYSCTLS: tuple[str, ...] = ("net.ipv4.ip_unprivileged_port_start",)
+# advice and the plan depend on (not shown as settings).
+AUXILIARY_SYSCTLS: tuple[SysctlSpec, ...] = (
+    SysctlSpec(
+        "net.ipv4.ip_unprivileged_port_start",
+        Unit.COUNT,
+        Scope.NETNS,
+        "lowest port a process without CAP_NET_BIND_SERVICE may bind",
+        0,
+        65535,
+    ),
+)

@@ -21,8 +21,8 @@ if TYPE_CHECKING:  # importlib.resources costs ~10 ms; load it only when listing
 from tcptune.exitcodes import BadInputError, UnavailableError
 from tcptune.inspect.procfs import is_valid_sysctl_name
 from tcptune.model.ports import parse_port_list
-from tcptune.model.sysctls import KNOWN_SYSCTLS, Unit
-from tcptune.model.values import SysctlValue, format_value, meets, unit_of
+from tcptune.model.sysctls import KNOWN_SYSCTLS, SysctlSpec, Unit
+from tcptune.model.values import SysctlValue, format_value, meets, spec_for, unit_of
 
 SCHEMA_VERSION = 1
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -86,6 +86,14 @@ class Profile:
     targets: Mapping[str, Target]
     path: str
     chain: tuple[str, ...]  # this profile, then its ancestors
+
+    def specs_outside_catalogue(self) -> tuple[SysctlSpec, ...]:
+        """Return how to read the keys this profile sets that the catalogue does not know."""
+        return tuple(
+            spec_for(name, target.value)
+            for name, target in self.targets.items()
+            if name not in KNOWN_SYSCTLS
+        )
 
 
 @dataclass(frozen=True)

@@ -71,34 +71,30 @@ def run_audit(
     if interval is not None and not 0 < interval < math.inf:
         raise UsageError("--interval must be a positive number of seconds")
     rates = None
+    extra = loaded.specs_outside_catalogue() if loaded is not None else ()
+
+    def full() -> Snapshot:
+        return inspect(
+            procfs,
+            source=source,
+            details=True,
+            owners=owners,
+            extra=extra,
+            netns_name=netns_name,
+            options=options,
+            options_required=options_required,
+        )
+
     if interval is not None:
         first = inspect(procfs, source=source, netns_name=netns_name)
         started = time.monotonic()
         sleep(interval)
-        snapshot = inspect(
-            procfs,
-            source=source,
-            details=True,
-            socket_inodes=owners,
-            netns_name=netns_name,
-            options=options,
-            options_required=options_required,
-        )
+        snapshot = full()
         elapsed = max(time.monotonic() - started, 1e-9)
         rates = counter_rates(first.counters, snapshot.counters, elapsed)
     else:
-        snapshot = inspect(
-            procfs,
-            source=source,
-            details=True,
-            socket_inodes=owners,
-            netns_name=netns_name,
-            options=options,
-            options_required=options_required,
-        )
-    evidence = Evidence(
-        snapshot, procfs, loaded, rates, interval, owners, owners_readable=os.geteuid() == 0
-    )
+        snapshot = full()
+    evidence = Evidence(snapshot, loaded, rates, interval, owners_readable=os.geteuid() == 0)
     found, unmatched = advise_ignoring(evidence, ignore)
     findings = tuple(found)
     from tcptune.advise.closewait import summarize

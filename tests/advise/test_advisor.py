@@ -179,7 +179,7 @@ def test_profile_mismatch_and_absent_key(lab: SocketLab, tmp_path: Path) -> None
 def test_tw_recycle_on_an_old_kernel_is_critical() -> None:
     procfs = ProcFS(FIXTURES / "old-kernel-host")
     snapshot = inspect(procfs, source=SocketSource.PROCFS, details=True)
-    found = {f.id: f for f in advise(Evidence(snapshot, procfs))}
+    found = {f.id: f for f in advise(Evidence(snapshot))}
     assert found["tw-recycle"].severity is Severity.CRITICAL
     assert "net.ipv4.tcp_tw_recycle = 1 on this kernel" in found["tw-recycle"].evidence
 
@@ -189,7 +189,7 @@ def test_orphans_near_the_host_wide_cap() -> None:
     snapshot = inspect(procfs, source=SocketSource.PROCFS)
     sockstat = {**snapshot.counters.sockstat, "TCP": {"orphan": 240000}}
     counters = dataclasses.replace(snapshot.counters, sockstat=sockstat)
-    evidence = Evidence(dataclasses.replace(snapshot, counters=counters), procfs)
+    evidence = Evidence(dataclasses.replace(snapshot, counters=counters))
     found = {f.id: f for f in advise(evidence)}["orphans"]
     assert found.severity is Severity.CRITICAL
     assert "tcp_max_orphans = 262144 (92% used)" in found.evidence
@@ -204,7 +204,7 @@ def test_every_finding_id_is_documented_and_short() -> None:
 def test_no_counters_no_crash() -> None:
     procfs = ProcFS(FIXTURES / "container-ns")
     snapshot = dataclasses.replace(inspect(procfs), counters=Counters())
-    assert isinstance(advise(Evidence(snapshot, procfs)), list)
+    assert isinstance(advise(Evidence(snapshot)), list)
 
 
 def test_ipv6_close_wait_is_attributed_too(lab: SocketLab) -> None:

@@ -43,7 +43,7 @@ def findings(*sockets: SocketOptions) -> dict[str, object]:
         hz=250,
     )
     snapshot = dataclasses.replace(inspect(procfs), sockopts=InventoryStatus(inventory))
-    return {f.id: f for f in advise(Evidence(snapshot, procfs))}
+    return {f.id: f for f in advise(Evidence(snapshot))}
 
 
 def test_idle_sockets_without_keepalive_are_counted_per_process() -> None:
@@ -82,5 +82,5 @@ def test_keepalive_reach_counts_own_idle_apart() -> None:
 
 def test_no_inventory_no_option_findings() -> None:
     procfs = ProcFS(FIXTURES / "container-ns")
-    ids = {f.id for f in advise(Evidence(inspect(procfs), procfs))}
+    ids = {f.id for f in advise(Evidence(inspect(procfs)))}
     assert not ids & {"linger-abort", "linger-block", "user-timeout", "linger2"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tcptune.apply.plan import Action, Plan, build_plan, writable_text
+from tcptune.apply.plan import Action, Plan, read_plan, writable_text
 from tcptune.exitcodes import BadInputError, ExitStatus, UnavailableError
 from tcptune.inspect.procfs import ProcFS
 from tcptune.model.sysctls import Unit
@@ -25,7 +25,7 @@ def test_container_plan_changes_keeps_and_skips_host_wide_keys(container_proc: P
             "net.ipv4.tcp_max_orphans": {"min": 65536},
         },
     )
-    plan = build_plan(profile, container_proc)
+    plan = read_plan(profile, container_proc)
     assert plan.context.initial_netns is False
     assert actions(plan) == {
         "net.ipv4.tcp_fin_timeout": Action.CHANGE,
@@ -40,16 +40,16 @@ def test_container_plan_changes_keeps_and_skips_host_wide_keys(container_proc: P
 
 def test_a_missing_key_blocks_unless_optional(old_host_proc: ProcFS) -> None:
     required = load_profile("x", {"net.ipv4.tcp_migrate_req": {"value": 1}})
-    error = build_plan(required, old_host_proc).error()
+    error = read_plan(required, old_host_proc).error()
     assert isinstance(error, UnavailableError)
     assert "net.ipv4.tcp_migrate_req: this kernel has no such key" in str(error)
     optional = load_profile("x", {"net.ipv4.tcp_migrate_req": {"value": 1, "optional": True}})
-    assert actions(build_plan(optional, old_host_proc)) == {"net.ipv4.tcp_migrate_req": Action.SKIP}
+    assert actions(read_plan(optional, old_host_proc)) == {"net.ipv4.tcp_migrate_req": Action.SKIP}
 
 
 def test_a_port_range_below_the_unprivileged_floor_is_blocked(container_proc: ProcFS) -> None:
     profile = raw_profile("low", {"net.ipv4.ip_local_port_range": (80, 90)})
-    plan = build_plan(profile, container_proc)
+    plan = read_plan(profile, container_proc)
     item = plan.items[0]
     assert item.action is Action.BLOCKED and item.blocked_status is ExitStatus.BAD_INPUT
     assert "below net.ipv4.ip_unprivileged_port_start (1024)" in (item.reason or "")
@@ -58,7 +58,7 @@ def test_a_port_range_below_the_unprivileged_floor_is_blocked(container_proc: Pr
     both = raw_profile(
         "low", {"net.ipv4.ip_unprivileged_port_start": 80, "net.ipv4.ip_local_port_range": (80, 90)}
     )
-    assert plan_has_no_block(build_plan(both, container_proc, allow_unlisted=True))
+    assert plan_has_no_block(read_plan(both, container_proc, allow_unlisted=True))
 
 
 def plan_has_no_block(plan: Plan) -> bool:
@@ -75,7 +75,7 @@ def test_port_lists_compare_as_sets_of_ports() -> None:
 def test_a_value_that_is_not_printable_ascii_blocks_the_plan(container_proc: ProcFS) -> None:
     name = "net.ipv4.ip_local_reserved_ports"
     for value in ("8080,\uff19\uff10\uff19\uff10", "8080\n9090", "8080\x1b[2J"):
-        plan = build_plan(raw_profile("odd", {name: value}), container_proc)
+        plan = read_plan(raw_profile("odd", {name: value}), container_proc)
         [item] = plan.items
         assert item.action is Action.BLOCKED and item.blocked_status is ExitStatus.BAD_INPUT
         assert f"the value {value!a} is not printable ASCII text" in (item.reason or "")
@@ -99,12 +99,12 @@ def test_a_key_outside_the_catalogue_is_refused_unless_allowed(
     # Issue 11: vm.swappiness was planned (and written) through a fake proc root.
     procfs = _with_swappiness(old_host_proc.root, tmp_path)
     profile = raw_profile("vm", {"vm.swappiness": 10})
-    [item] = build_plan(profile, procfs).items
+    [item] = read_plan(profile, procfs).items
     assert item.action is Action.BLOCKED and item.blocked_status is ExitStatus.BAD_INPUT
     assert "not in tcptune's catalogue" in (item.reason or "") and "--allow-unlisted" in (
         item.reason or ""
     )
-    [allowed] = build_plan(profile, procfs, allow_unlisted=True).items
+    [allowed] = read_plan(profile, procfs, allow_unlisted=True).items
     assert allowed.action is Action.CHANGE
     assert "host-wide: the write changes the whole machine" in (allowed.scope_note or "")
 
@@ -113,7 +113,7 @@ def test_an_unlisted_host_wide_key_is_refused_in_a_container_even_when_allowed(
     container_proc: ProcFS, tmp_path: Path
 ) -> None:
     procfs = _with_swappiness(container_proc.root, tmp_path)
-    [item] = build_plan(raw_profile("vm", {"vm.swappiness": 10}), procfs, allow_unlisted=True).items
+    [item] = read_plan(raw_profile("vm", {"vm.swappiness": 10}), procfs, allow_unlisted=True).items
     assert item.action is Action.BLOCKED
     assert "refused inside a container's network namespace" in (item.reason or "")
 
@@ -125,5 +125,5 @@ def test_a_read_only_key_is_blocked_in_the_dry_run(container_proc: ProcFS, tmp_p
     shutil.copytree(container_proc.root, tree, symlinks=True)
     key = tree / "sys/net/ipv4/tcp_fin_timeout"
     key.chmod(0o444)  # as net.core.rmem_max shows inside a container
-    [item] = build_plan(raw_profile("ro", {"net.ipv4.tcp_fin_timeout": 17}), ProcFS(tree)).items
+    [item] = read_plan(raw_profile("ro", {"net.ipv4.tcp_fin_timeout": 17}), ProcFS(tree)).items
     assert item.action is Action.BLOCKED and "read-only here (mode 0444)" in (item.reason or "")

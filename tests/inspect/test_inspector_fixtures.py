@@ -40,7 +40,7 @@ def test_auto_source_on_a_fixture_reads_procfs_not_the_live_kernel(
 
 
 def test_container_tree_details(container_proc: ProcFS) -> None:
-    snapshot = inspect(container_proc, source=SocketSource.PROCFS, details=True)
+    snapshot = inspect(container_proc, source=SocketSource.PROCFS, details=True, owners=True)
     assert snapshot.sockets is not None and snapshot.sockets.details is not None
     details = snapshot.sockets.details
     assert details.fin_wait2_orphaned == 2  # the client close()d: inode 0

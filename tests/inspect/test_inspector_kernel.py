@@ -33,7 +33,7 @@ def test_exact_counts_of_every_state_made(
     lab.close_wait(2, family)  # 2 CLOSE_WAIT + 2 FIN_WAIT2 (orphaned)
     lab.fin_wait2_held(1, family)  # 1 CLOSE_WAIT + 1 FIN_WAIT2 (held)
     lab.time_wait(4, family)  # 4 TIME_WAIT
-    snapshot = inspect(ProcFS(), source=source, details=True)
+    snapshot = inspect(ProcFS(), source=source, details=True, owners=True)
     assert snapshot.sockets is not None
     assert snapshot.sockets.source == source.value
     made, other = (
@@ -63,8 +63,8 @@ def test_netlink_and_procfs_agree(lab: SocketLab) -> None:
     lab.established(5)
     lab.close_wait(3, socket.AF_INET6)
     lab.time_wait(2)
-    netlink = inspect(ProcFS(), source=SocketSource.NETLINK, details=True).sockets
-    procfs = inspect(ProcFS(), source=SocketSource.PROCFS, details=True).sockets
+    netlink = inspect(ProcFS(), source=SocketSource.NETLINK, details=True, owners=True).sockets
+    procfs = inspect(ProcFS(), source=SocketSource.PROCFS, details=True, owners=True).sockets
     assert netlink is not None and procfs is not None
     assert dict(netlink.ipv4) == dict(procfs.ipv4)
     assert dict(netlink.ipv6) == dict(procfs.ipv6)
@@ -134,8 +134,8 @@ def test_counters_move_with_real_traffic(lab: SocketLab) -> None:
 @pytest.mark.parametrize("source", SOURCES)
 def test_inodes_are_kept_only_when_asked(lab: SocketLab, source: SocketSource) -> None:
     lab.close_wait(4)
-    kept = inspect(ProcFS(), source=source, details=True)
-    skipped = inspect(ProcFS(), source=source, details=True, socket_inodes=False)
+    kept = inspect(ProcFS(), source=source, details=True, owners=True)
+    skipped = inspect(ProcFS(), source=source, details=True)
     assert kept.sockets is not None and skipped.sockets is not None
     assert kept.sockets.details is not None and skipped.sockets.details is not None
     assert len(kept.sockets.details.close_wait_inodes) == 4
