@@ -299,7 +299,7 @@ def live_sources(
             procfs,
             source=source,
             details=owners,
-            socket_inodes=owners,
+            owners=owners,
             netns_name=netns_name,
         )
 
@@ -309,7 +309,7 @@ def live_sources(
     def held(snapshot: Snapshot) -> Mapping[str, int] | None:
         from tcptune.advise import Evidence
 
-        return Evidence(snapshot, procfs).close_wait_by_process()
+        return Evidence(snapshot).close_wait_by_process()
 
     return take, held
 
