@@ -17,9 +17,8 @@ Labels = dict[str, str]
 # A metric selector: tcptune_NAME, optionally followed by {label matchers}.
 SELECTOR = re.compile(r"\b(tcptune_[a-z0-9_]+)\b(\{[^}]*\})?")
 MATCHER = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"')
-# Series the rules and dashboard use that tcptune does not write yet: issue 12 adds the
-# oldest CLOSE_WAIT age per process under this name.
-PENDING = frozenset({"tcptune_close_wait_oldest_age_seconds"})
+# Series the rules and dashboard may use before tcptune writes them (none now).
+PENDING: frozenset[str] = frozenset()
 
 
 def live_audits(lab: SocketLab) -> dict[str, str]:
