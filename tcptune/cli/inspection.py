@@ -20,9 +20,10 @@ from tcptune.exitcodes import ExitStatus, TcptuneError
 @click.option(
     "--format",
     "output_format",
-    type=click.Choice(["text", "json", "prometheus", "check"]),
+    type=click.Choice(["text", "json", "prometheus", "check", "html"]),
     help="text (the default), json (schema 1), prometheus (for node_exporter's "
-    "textfile collector) or check (one Nagios plugin line; any error exits 3).",
+    "textfile collector), check (one Nagios plugin line; any error exits 3) or html "
+    "(one self-contained incident report with charts, for a ticket).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option(
@@ -125,6 +126,7 @@ def audit(
       tcptune --proc-root /host/proc audit --source procfs
       tcptune audit --format check          a Nagios/Icinga check
       tcptune audit --format check -w close_wait=100,port_use=50 -c close_wait=1000
+      tcptune audit --format html --output incident.html
       tcptune audit --format prometheus --output DIR/tcptune.prom
       sudo tcptune audit --options           fail (3) if options are unseen
 

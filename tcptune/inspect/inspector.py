@@ -109,8 +109,12 @@ def read_context(procfs: ProcFS, netns_name: str | None = None) -> Context:
         release: str | None = procfs.read_text("sys/kernel/osrelease").strip() or None
     except ProcReadError:
         release = None
+    try:
+        hostname: str | None = procfs.read_text("sys/kernel/hostname").strip() or None
+    except ProcReadError:
+        hostname = None
     inode = netns_inode(procfs)
-    return Context(release, inode, initial_netns(procfs, inode), netns_name)
+    return Context(release, inode, initial_netns(procfs, inode), netns_name, hostname)
 
 
 def _histogram(counts: list[int]) -> dict[TcpState, int]:

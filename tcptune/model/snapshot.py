@@ -203,6 +203,7 @@ class Context:
     netns_inode: int | None
     initial_netns: bool | None  # None: could not tell
     netns_name: str | None = None  # set when the user picked a namespace
+    hostname: str | None = None  # the UTS namespace's host name (/proc/sys/kernel/hostname)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     Series = tuple[list[str], float]  # label values and the sample value
 
-AUDIT_FORMATS = ("text", "json", "prometheus", "check")
+AUDIT_FORMATS = ("text", "json", "prometheus", "check", "html")
 
 # Tcp (/proc/net/snmp) and TcpExt (/proc/net/netstat) counters exported as Prometheus
 # counters (tcptune_tcp_mib_total{table,counter}) and Nagios perfdata: (table, kernel
@@ -109,6 +109,10 @@ def audit_output(
         return audit_prometheus(result)
     if output_format == "check":
         return check_line(result, thresholds) + "\n"
+    if output_format == "html":
+        from tcptune.output.html import audit_html
+
+        return audit_html(result)
     raise ValueError(f"unknown audit format {output_format!r}")
 
 
