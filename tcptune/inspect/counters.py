@@ -23,11 +23,33 @@ def parse_sockstat(text: str, source: str) -> dict[str, dict[str, int]]:
             raise ProcReadError(source, f"line {number}: odd name/value list: {line[:80]!r}")
         try:
             tables[protocol.strip()] = {
-                words[i]: int(words[i + 1]) for i in range(0, len(words), 2)
+                words[i]: _number(words[i + 1]) for i in range(0, len(words), 2)
             }
         except ValueError as exc:
             raise ProcReadError(source, f"line {number}: {exc}: {line[:80]!r}") from exc
     return tables
+
+
+MAX_DIGITS = 20  # a 64-bit counter has at most 20 digits
+
+
+def _number(field: str) -> int:
+    """Return a counter field as an int; refuse absurd lengths before int() does, in our words."""
+    if len(field.lstrip("-")) > MAX_DIGITS:
+        raise ValueError(f"a value of {len(field)} characters is no 64-bit counter")
+    return int(field)
+
+
+# Tcp MaxConn is the one signed field (-1: no limit; net/ipv4/proc.c snmp_seq_show_tcp_udp()
+# prints it with %ld); every other counter and sockstat value is a count, never negative.
+SIGNED = frozenset({"MaxConn"})
+
+
+def _drop_negative(table: dict[str, int], path: str, problems: list[Problem]) -> None:
+    for key, value in list(table.items()):
+        if value < 0 and key not in SIGNED:
+            problems.append(Problem(path, f"{key} is {value}: a count is never negative"))
+            del table[key]
 
 
 def parse_header_pairs(text: str, source: str) -> dict[str, dict[str, int]]:
@@ -51,7 +73,7 @@ def parse_header_pairs(text: str, source: str) -> dict[str, dict[str, int]]:
                 f"line {index + 2}: {name} has {len(keys)} names but {len(fields)} values",
             )
         try:
-            tables[name] = {key: int(field) for key, field in zip(keys, fields, strict=True)}
+            tables[name] = {key: _number(f) for key, f in zip(keys, fields, strict=True)}
         except ValueError as exc:
             raise ProcReadError(source, f"line {index + 2}: {exc}") from exc
     return tables
@@ -64,9 +86,13 @@ def read_counters(procfs: ProcFS, problems: list[Problem]) -> Counters:
     tcp_ext: dict[str, int] = {}
     for relative in ("net/sockstat", "net/sockstat6"):
         try:
-            sockstat.update(parse_sockstat(procfs.read_text(relative), str(procfs.path(relative))))
+            parsed = parse_sockstat(procfs.read_text(relative), str(procfs.path(relative)))
         except ProcReadError as exc:
             problems.append(Problem(exc.path, exc.reason))
+            continue
+        for values in parsed.values():
+            _drop_negative(values, str(procfs.path(relative)), problems)
+        sockstat.update(parsed)
     for relative, table, target in (("net/snmp", "Tcp", tcp), ("net/netstat", "TcpExt", tcp_ext)):
         path = str(procfs.path(relative))
         try:
@@ -77,5 +103,6 @@ def read_counters(procfs: ProcFS, problems: list[Problem]) -> Counters:
         if table not in parsed:
             problems.append(Problem(path, f"no {table} table"))
             continue
+        _drop_negative(parsed[table], path, problems)
         target.update(parsed[table])
     return Counters(sockstat=sockstat, tcp=tcp, tcp_ext=tcp_ext)

@@ -181,3 +181,19 @@ def test_an_unprivileged_audit_says_owners_need_root(lab: SocketLab) -> None:
     result = run_tcptune("audit", "--json", prefix=UNPRIVILEGED)
     evidence = [line for f in json.loads(result.stdout)["findings"] for line in f["evidence"]]
     assert any("needs root (or CAP_SYS_PTRACE)" in line for line in evidence), evidence
+
+
+def test_negative_and_endless_counters_in_a_tree_are_named(tmp_path: Path) -> None:
+    root = tree(tmp_path)
+    sockstat = (root / "net/sockstat").read_text().replace("orphan 0", "orphan -5")
+    (root / "net/sockstat").write_text(sockstat.replace("tw 4", "tw " + "9" * 5000))
+    code, out, err = run("--proc-root", str(root), "audit", "--json", "--no-owners")
+    assert code == ExitStatus.INCOMPLETE, err
+    document = json.loads(out)
+    problems = " ".join(p["message"] for p in document["problems"])
+    assert "no 64-bit counter" in problems and "set_int_max_str_digits" not in problems
+    sockstat = (root / "net/sockstat").read_text().replace("tw " + "9" * 5000, "tw 4")
+    (root / "net/sockstat").write_text(sockstat)
+    code, out, _err = run("--proc-root", str(root), "audit", "--json", "--no-owners")
+    problems = " ".join(p["message"] for p in json.loads(out)["problems"])
+    assert code == ExitStatus.INCOMPLETE and "orphan is -5: a count is never negative" in problems
