@@ -17,6 +17,7 @@ from tcptune.cli.group import (
     profile_locator,
 )
 from tcptune.cli.habits import complete_profile
+from tcptune.cli.sockets import BTF_CACHE_OPTION
 from tcptune.exitcodes import ExitStatus
 
 DEFAULT_STATE_DIR = "/var/lib/tcptune"
@@ -133,6 +134,7 @@ def _state_words(state_dir: Path) -> list[str]:
 @BOOT_ROOT_OPTION
 @LOCK_TIMEOUT_OPTION
 @PROFILE_DIR_OPTION
+@BTF_CACHE_OPTION
 @click.pass_context
 def apply(
     ctx: click.Context,
@@ -146,6 +148,7 @@ def apply(
     boot_root: Path,
     lock_timeout: float,
     profile_dirs: tuple[Path, ...],
+    btf_cache: Path | None,
 ) -> ExitStatus:
     """Show what PROFILE would change; with --apply, change it all or nothing.
 
@@ -176,6 +179,8 @@ def apply(
     import json
 
     from tcptune.apply.applier import apply_profile, preview
+    from tcptune.apply.reach import read_reach
+    from tcptune.cli.sockets import bpf_seams
     from tcptune.output import changes
 
     profile = profile_locator(profile_dirs).load(profile_name)
@@ -193,23 +198,27 @@ def apply(
     for directory in profile_dirs:
         words += ["--profile-dir", str(directory)]
     command = _command_line(ctx, *words)
+    plan, dropin = preview(profile, env, persist=persist)
+    reach = read_reach(plan, ctx.obj, bpf_seams(btf_cache))  # before any write: what it reaches
     if not execute:
-        plan, dropin = preview(profile, env, persist=persist)
         shown = command if env.identity.euid == 0 else f"sudo {command}"
         if as_json:
-            click.echo(json.dumps(changes.plan_dict(plan, dropin, shown), indent=2))
+            click.echo(json.dumps(changes.plan_dict(plan, dropin, shown, reach=reach), indent=2))
         else:
-            click.echo(changes.plan_text(plan, dropin, shown), nl=False)
+            click.echo(changes.plan_text(plan, dropin, shown, reach), nl=False)
         error = plan.error()
         if error is not None:
             raise error
         return ExitStatus.OK
     result = apply_profile(profile, env, persist=persist, command=command)
     if as_json:
-        text = json.dumps(changes.plan_dict(result.plan, result.dropin, None, result), indent=2)
+        text = json.dumps(
+            changes.plan_dict(result.plan, result.dropin, None, result, reach), indent=2
+        )
     else:
         undo = _command_line(ctx, "rollback", *_state_words(state_dir))
-        text = changes.applied_text(result, undo if env.identity.euid == 0 else f"sudo {undo}")
+        shown_undo = undo if env.identity.euid == 0 else f"sudo {undo}"
+        text = changes.applied_text(result, shown_undo, reach)
     return _report(text, result.problems, result.status)
 
 

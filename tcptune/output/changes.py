@@ -17,6 +17,7 @@ from tcptune.output.escape import terminal_safe
 if TYPE_CHECKING:
     from tcptune.apply.applier import ApplyResult, ForgetResult, RollbackResult
     from tcptune.apply.plan import Plan, PlanItem
+    from tcptune.apply.reach import PlanReach
     from tcptune.apply.statestore import Change, HistoryEntry, HistoryLog
     from tcptune.apply.sysctld import DropinPlan
     from tcptune.apply.verify import VerifyReport
@@ -175,8 +176,50 @@ def dropped_lines_note(dropin: DropinPlan, done: bool) -> str | None:
     return f"{what}. {undo} the file as it was, with them:"
 
 
+def reach_lines(reach: PlanReach | None) -> list[str]:
+    """Return what the plan's keepalive and fin-timeout changes reach among live sockets."""
+    if reach is None:
+        return []
+    if reach.unavailable:
+        return _wrapped(
+            f"Reach: unknown: {reach.unavailable}; a keepalive sysctl reaches only "
+            "SO_KEEPALIVE sockets without their own TCP_KEEP* values",
+            "",
+        )
+    lines = ["Reach among live sockets (read from the kernel)"]
+    for item in reach.items:
+        text = (
+            f"{short_name(item.name)}: reaches {item.reached} of {item.considered} "
+            f"{item.what}; {item.overriding} set their own"
+        )
+        lines += _wrapped(text, "  ", "      ")
+    return lines
+
+
+def reach_dict(reach: PlanReach | None) -> dict[str, Any] | None:
+    """Return the reach as JSON-ready data."""
+    if reach is None:
+        return None
+    return {
+        "available": reach.unavailable is None,
+        "reason": reach.unavailable,
+        "items": [
+            {
+                "name": item.name,
+                "reached": item.reached,
+                "overriding": item.overriding,
+                "considered": item.considered,
+                "what": item.what,
+            }
+            for item in reach.items
+        ],
+    }
+
+
 @terminal_safe
-def plan_text(plan: Plan, dropin: DropinPlan | None, apply_command: str) -> str:
+def plan_text(
+    plan: Plan, dropin: DropinPlan | None, apply_command: str, reach: PlanReach | None = None
+) -> str:
     """Return the dry-run plan: what would change and why, and how to apply it."""
     from tcptune.apply.plan import Action
 
@@ -185,6 +228,7 @@ def plan_text(plan: Plan, dropin: DropinPlan | None, apply_command: str) -> str:
     if note:
         lines += _wrapped(note, "")
     lines += ["", *_plan_sections(plan, "Would change")]
+    lines += reach_lines(reach)
     if dropin is not None:
         lines += _dropin_lines(dropin, done=False)
     lines.append("")
@@ -198,7 +242,7 @@ def plan_text(plan: Plan, dropin: DropinPlan | None, apply_command: str) -> str:
 
 
 @terminal_safe
-def applied_text(result: ApplyResult, rollback_command: str) -> str:
+def applied_text(result: ApplyResult, rollback_command: str, reach: PlanReach | None = None) -> str:
     """Return what an apply did: each key written and verified, the drop-in, how to undo."""
     plan = result.plan
     if result.record_id is None:
@@ -211,6 +255,7 @@ def applied_text(result: ApplyResult, rollback_command: str) -> str:
     if note:
         lines += _wrapped(note, "")
     lines += ["", *_plan_sections(plan, "Changed, each read back and verified")]
+    lines += reach_lines(reach)
     if result.dropin is not None:
         lines += _dropin_lines(result.dropin, done=True)
     if result.record_id is not None:
@@ -223,6 +268,7 @@ def plan_dict(
     dropin: DropinPlan | None,
     apply_command: str | None,
     result: ApplyResult | None = None,
+    reach: PlanReach | None = None,
 ) -> dict[str, Any]:
     """Return a plan (dry run) or an apply's result as JSON-ready data (schema 1)."""
     return {
@@ -249,6 +295,7 @@ def plan_dict(
             for item in plan.items
         ],
         "persist": None if dropin is None else _persist_json(dropin),
+        "reach": reach_dict(reach),
         "apply_command": apply_command,
         "record": None if result is None else result.record_id,
         "written": [] if result is None else _changes_json(result.written),
