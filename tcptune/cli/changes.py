@@ -198,9 +198,10 @@ def apply(
     for directory in profile_dirs:
         words += ["--profile-dir", str(directory)]
     command = _command_line(ctx, *words)
-    plan, dropin = preview(profile, env, persist=persist)
-    reach = read_reach(plan, ctx.obj, bpf_seams(btf_cache))  # before any write: what it reaches
+    seams = bpf_seams(btf_cache)
     if not execute:
+        plan, dropin = preview(profile, env, persist=persist)
+        reach = read_reach(plan, ctx.obj, seams)
         shown = command if env.identity.euid == 0 else f"sudo {command}"
         if as_json:
             click.echo(json.dumps(changes.plan_dict(plan, dropin, shown, reach=reach), indent=2))
@@ -211,6 +212,7 @@ def apply(
             raise error
         return ExitStatus.OK
     result = apply_profile(profile, env, persist=persist, command=command)
+    reach = read_reach(result.plan, ctx.obj, seams)
     if as_json:
         text = json.dumps(
             changes.plan_dict(result.plan, result.dropin, None, result, reach), indent=2
