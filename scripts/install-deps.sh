@@ -5,7 +5,8 @@
 # and the tools the contrib tests check artefacts with: promtool (prometheus: metrics,
 # alert rules, dashboard queries), tmux (the watch screen), chromium (the HTML report),
 # systemd-analyze (systemd: verifies the shipped units), sudo (its secure_path must find
-# the link scripts/install.sh makes).
+# the link scripts/install.sh makes), redis-server (issue 12's acceptance check: its own
+# TCP_KEEPIDLE is read from the kernel; tests/inspect/test_redis_kernel.py).
 set -eu
 missing=""
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
@@ -18,6 +19,7 @@ command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v strace >/dev/null 2>&1 || missing="$missing strace"
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 command -v sudo >/dev/null 2>&1 || missing="$missing sudo"
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 if [ -n "$missing" ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "install-deps: need root to install:$missing" >&2
