@@ -13,6 +13,7 @@ from tcptune.model.snapshot import (
 )
 from tcptune.model.tcpstates import TcpState
 from tcptune.output.audit import audit_dict, audit_text
+from tcptune.output.escape import escape
 
 # --------------------------------------------------------------------------- audit formats:
 # --------------------------------------------------------------------------- prometheus, check
@@ -127,16 +128,24 @@ def bounded_by_process(per_process: Mapping[str, int], top: int = TOP_PROCESSES)
     real process called like the rest's series is summed into it rather than
     exported twice (a repeated series fails the whole textfile).
     """
-    ranked = sorted(per_process.items(), key=lambda item: (-item[1], item[0]))
+    merged: dict[str, int] = {}
+    for name, count in per_process.items():  # two names may escape alike: one series
+        label = _label_text(name)
+        merged[label] = merged.get(label, 0) + count
+    ranked = sorted(merged.items(), key=lambda item: (-item[1], item[0]))
     kept = [(name, count) for name, count in ranked[:top] if name != OTHER_PROCESSES]
     if len(kept) < len(ranked):
-        kept.append((OTHER_PROCESSES, sum(per_process.values()) - sum(c for _n, c in kept)))
-    return [([_label_text(name)], float(count)) for name, count in kept]
+        kept.append((OTHER_PROCESSES, sum(merged.values()) - sum(c for _n, c in kept)))
+    return [([name], float(count)) for name, count in kept]
 
 
 def _label_text(text: str) -> str:
-    """Return ``text`` as valid UTF-8 (process names may hold any bytes but NUL)."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    """Return a process name as a label: valid UTF-8, control characters escaped.
+
+    Process names may hold any byte but NUL; an ESC or OSC sequence in a label
+    value would reach whoever runs ``cat`` on the textfile, as in text output.
+    """
+    return escape(text.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 def _netns_label(snapshot: Snapshot) -> str:
@@ -261,8 +270,12 @@ def _close_wait_age_families(ages: CloseWaitSummary) -> Iterator[Metric]:
         f"{len(ages.processes)} oldest names only.",
         labels=["process"],
     )
-    for process in ages.processes:
-        oldest.add_metric([_label_text(process.name)], round(process.oldest_seconds, 3))
+    oldest_by_label: dict[str, float] = {}
+    for process in ages.processes:  # two names may escape alike: one series, the older
+        label = _label_text(process.name)
+        oldest_by_label[label] = max(oldest_by_label.get(label, 0.0), process.oldest_seconds)
+    for label, seconds in oldest_by_label.items():
+        oldest.add_metric([label], round(seconds, 3))
     yield oldest
     buckets = GaugeMetricFamily(
         "tcptune_close_wait_age_sockets",
@@ -354,8 +367,6 @@ CHECK_WORDS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
 
 def _plugin_text(text: str) -> str:
     """Return ``text`` on one line without '|', which starts a plugin's perfdata, escaped."""
-    from tcptune.output.escape import escape
-
     return escape(" ".join(text.replace("|", "/").split()))
 
 

@@ -82,6 +82,8 @@ def test_per_process_series_are_bounded_and_hostile_names_escaped() -> None:
         'quote"back\\slash': 50,
         "new\nline": 40,
         "bad-utf8-\udcff": 30,
+        "clear\x1b[2J": 25,  # an ESC sequence never reaches a terminal that cats the file
+        "clear\\x1b[2J": 20,  # ... and a name spelled like its escaped form joins it
         OTHER_PROCESSES: 2,  # a real process of that name joins the rest, never twice
     }
     many = {f"worker-{n:02d}": n + 1 for n in range(30)}  # 1 to 30 sockets each
@@ -93,8 +95,9 @@ def test_per_process_series_are_bounded_and_hostile_names_escaped() -> None:
         for labels, value in _series(text, "tcptune_close_wait_sockets").items()
     }
     assert len(series) == TOP_PROCESSES + 1
-    assert series['quote"back\\slash'] == 50 and series["new\nline"] == 40
+    assert series['quote"back\\slash'] == 50 and series["new\\nline"] == 40
+    assert series["clear\\x1b[2J"] == 45 and not any("\x1b" in name for name in series)
     assert series["bad-utf8-\\udcff"] == 30  # the undecodable byte survives, visibly
     kept = sum(value for name, value in series.items() if name != OTHER_PROCESSES)
-    assert series[OTHER_PROCESSES] == 120 + sum(range(1, 31)) + 2 - kept
-    assert sum(series.values()) == 120 + sum(range(1, 31)) + 2  # nothing lost or doubled
+    assert series[OTHER_PROCESSES] == 165 + sum(range(1, 31)) + 2 - kept
+    assert sum(series.values()) == 165 + sum(range(1, 31)) + 2  # nothing lost or doubled
