@@ -27,6 +27,7 @@ class ExitStatus(enum.IntEnum):
     WRITE_FAILED = 74  # EX_IOERR: a write failed; everything already written was restored
     LOCKED = 75  # EX_TEMPFAIL: another apply holds the lock; try again
     NO_PERMISSION = 77  # EX_NOPERM: needs root (or CAP_NET_ADMIN) or a writable /proc/sys
+    INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
 
 
 class TcptuneError(Exception):

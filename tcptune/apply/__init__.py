@@ -4,3 +4,8 @@ plan.py and verify.py only read. applier.py writes sysctls (through the
 injected SysctlWriter), sysctld.py the boot-time drop-in, statestore.py the
 undo stack, history and lock, atomicfile.py every file tcptune replaces.
 """
+
+from pathlib import Path
+
+# The state directory (undo stack, history, lock); the --state-dir default.
+DEFAULT_STATE_DIR = Path("/var/lib/tcptune")

@@ -170,11 +170,15 @@ class WriteAborted(Exception):
 
 
 def check_privilege(identity: Identity, command: str) -> None:
-    """Raise PermissionDeniedError, naming the command to run, unless ``identity`` may write."""
+    """Raise PermissionDeniedError, naming the command to run, unless ``identity`` may write.
+
+    ``command`` is the line to run as given by the CLI (cli/commandline.py
+    decides whether it starts with sudo).
+    """
     if not identity.may_write_net_sysctls:
         raise PermissionDeniedError(
             f"changing kernel settings needs root (or CAP_NET_ADMIN) and you are "
-            f"{identity.describe()}; nothing was changed. Run: sudo {command}"
+            f"{identity.describe()}; nothing was changed. Run: {command}"
         )
 
 

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from tcptune.apply import DEFAULT_STATE_DIR
 from tcptune.apply.atomicfile import AtomicWriteError, atomic_write
 from tcptune.apply.sysctld import DROPIN_NAME, is_tcptune_file
 from tcptune.exitcodes import (
@@ -54,7 +55,6 @@ from tcptune.inspect.procfs import (
 )
 from tcptune.model.sysctls import KNOWN_SYSCTLS
 
-DEFAULT_STATE_DIR = Path("/var/lib/tcptune")
 STATE_SCHEMA = 1
 LOCK_POLL_SECONDS = 0.05
 _DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)

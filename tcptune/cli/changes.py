@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from tcptune.apply import DEFAULT_STATE_DIR
+from tcptune.cli.commandline import as_root, command_line
 from tcptune.cli.group import (
     NETNS_LABEL,
     PROFILE_DIR_OPTION,
@@ -19,8 +21,6 @@ from tcptune.cli.group import (
 from tcptune.cli.habits import complete_profile
 from tcptune.cli.sockets import BTF_CACHE_OPTION
 from tcptune.exitcodes import ExitStatus
-
-DEFAULT_STATE_DIR = "/var/lib/tcptune"
 
 
 def _directory(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Path | None:
@@ -36,7 +36,7 @@ STATE_DIR_OPTION = click.option(
     "--state-dir",
     type=click.Path(file_okay=False),
     callback=_directory,
-    default=DEFAULT_STATE_DIR,
+    default=str(DEFAULT_STATE_DIR),
     show_default=True,
     envvar="TCPTUNE_STATE_DIR",
     metavar="DIR",
@@ -84,25 +84,6 @@ def _environment(
         lock_timeout=lock_timeout,
         netns_name=click.get_current_context().meta.get(NETNS_LABEL),
     )
-
-
-def _command_line(ctx: click.Context, *words: str) -> str:
-    """Return the tcptune command line that repeats this run's global options with ``words``."""
-    import shlex
-
-    parent = ctx.parent.params if ctx.parent is not None else {}
-    line = ["tcptune"]
-    if str(parent.get("proc_root", "/proc")) != "/proc":
-        line += ["--proc-root", str(parent["proc_root"])]
-    if parent.get("netns_name"):
-        line += ["--netns", str(parent["netns_name"])]
-    if parent.get("netns_pid") is not None:
-        line += ["--pid", str(parent["netns_pid"])]
-    return shlex.join([*line, *words])
-
-
-def _state_words(state_dir: Path) -> list[str]:
-    return [] if str(state_dir) == DEFAULT_STATE_DIR else ["--state-dir", str(state_dir)]
 
 
 @cli.command()
@@ -188,21 +169,14 @@ def apply(
         _environment(ctx.obj, state_dir, boot_root, sysctl_dir, lock_timeout),
         allow_unlisted=allow_unlisted,
     )
-    words = ["apply", profile_name, "--apply", *(["--persist"] if persist else [])]
-    words += ["--allow-unlisted"] if allow_unlisted else []
-    words += _state_words(state_dir)
-    if sysctl_dir is not None:
-        words += ["--sysctl-dir", str(sysctl_dir)]
-    if str(boot_root) != "/":
-        words += ["--boot-root", str(boot_root)]
-    for directory in profile_dirs:
-        words += ["--profile-dir", str(directory)]
-    command = _command_line(ctx, *words)
+    command = as_root(
+        command_line(ctx, drop={"as_json"}, add={"execute": "--apply"}), env.identity.euid
+    )
     seams = bpf_seams(btf_cache)
     if not execute:
         plan, dropin = preview(profile, env, persist=persist)
         reach = read_reach(plan, ctx.obj, seams)
-        shown = command if env.identity.euid == 0 else f"sudo {command}"
+        shown = command
         if as_json:
             click.echo(json.dumps(changes.plan_dict(plan, dropin, shown, reach=reach), indent=2))
         else:
@@ -218,9 +192,8 @@ def apply(
             changes.plan_dict(result.plan, result.dropin, None, result, reach), indent=2
         )
     else:
-        undo = _command_line(ctx, "rollback", *_state_words(state_dir))
-        shown_undo = undo if env.identity.euid == 0 else f"sudo {undo}"
-        text = changes.applied_text(result, shown_undo, reach)
+        undo = command_line(ctx, command="rollback", keep={"state_dir"})
+        text = changes.applied_text(result, as_root(undo, env.identity.euid), reach)
     return _report(text, result.problems, result.status)
 
 
@@ -304,13 +277,13 @@ def rollback(
     from tcptune.output import changes
 
     env = _environment(ctx.obj, state_dir, Path("/"), None, lock_timeout)
-    command = _command_line(ctx, "rollback", *_state_words(state_dir))
+    command = as_root(command_line(ctx, drop={"as_json", "dry_run"}), env.identity.euid)
     if forget is not None and dry_run:
         from tcptune.exitcodes import UsageError
 
         raise UsageError("--dry-run shows a rollback; it cannot go with --forget")
     if forget is not None:
-        forgotten = applier.forget(env, forget, command=f"{command} --forget {forget}")
+        forgotten = applier.forget(env, forget, command=command)
         shown = (
             json.dumps(changes.forget_dict(forgotten), indent=2)
             if as_json

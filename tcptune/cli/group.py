@@ -67,7 +67,7 @@ class TcptuneGroup(click.Group):
             exc.show()
             sys.exit(int(ExitStatus.USAGE))
         except (click.Abort, KeyboardInterrupt):
-            _fail("interrupted", 130, check)
+            _fail("interrupted", ExitStatus.INTERRUPTED, check)
         except TcptuneError as exc:
             if debug:
                 raise
@@ -193,7 +193,8 @@ def cli(
         from tcptune.inspect import netns
 
         path, label = netns.namespace_path(netns_name, netns_pid, ctx.obj)
-        ctx.meta[NETNS_LABEL] = netns.enter(path, label).label
+        netns.enter(path, label)
+        ctx.meta[NETNS_LABEL] = label
 
 
 def profile_locator(profile_dirs: tuple[Path, ...]) -> Any:

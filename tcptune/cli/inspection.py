@@ -14,13 +14,14 @@ from tcptune.cli.group import NETNS_LABEL, PROFILE_DIR_OPTION, SECONDS, cli
 from tcptune.cli.habits import complete_profile
 from tcptune.cli.sockets import BTF_CACHE_OPTION, bpf_seams, report_unavailable
 from tcptune.exitcodes import ExitStatus, TcptuneError
+from tcptune.output import AUDIT_FORMATS
 
 
 @cli.command()
 @click.option(
     "--format",
     "output_format",
-    type=click.Choice(["text", "json", "prometheus", "check", "html"]),
+    type=click.Choice(AUDIT_FORMATS),
     help="text (the default), json (schema 1), prometheus (for node_exporter's "
     "textfile collector), check (one Nagios plugin line; any error exits 3) or html "
     "(one self-contained incident report with charts, for a ticket).",
@@ -137,7 +138,7 @@ def audit(
     every error is 3 UNKNOWN.
     """
     from tcptune.inspect.inspector import SocketSource
-    from tcptune.output import metrics
+    from tcptune.output.audit import audit_output
     from tcptune.run.audit import run_audit
 
     chosen = _audit_format(output_format, as_json)
@@ -172,7 +173,7 @@ def audit(
                 "in this audit, so it ignores nothing",
                 err=True,
             )
-    _emit(metrics.audit_output(result, chosen, thresholds), output)
+    _emit(audit_output(result, chosen, thresholds), output)
     for problem in result.snapshot.problems if chosen != "check" else ():
         click.echo(f"tcptune: incomplete: {problem.source}: {problem.message}", err=True)
     if thresholds is not None:

@@ -78,7 +78,7 @@ def profiles_show(
 
 
 # --------------------------------------------------------------------------- apply, rollback,
-# verify, history (issue #4): the only commands that write, and their records.
+# verify, history: the only commands that write, and their records.
 
 
 @cli.command()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from tcptune.exitcodes import PermissionDeniedError, TcptuneError, UnavailableError, UsageError
@@ -20,14 +19,6 @@ from tcptune.inspect.procfs import ProcFS, describe_os_error
 
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = Path("/run/netns")  # where `ip netns add` bind-mounts named namespaces
-
-
-@dataclass(frozen=True)
-class Target:
-    """Which namespace was entered, for the report."""
-
-    label: str  # e.g. "netns blue" or "netns of pid 4242 (nginx)"
-    path: str
 
 
 def namespace_path(
@@ -76,8 +67,11 @@ def open_error(exc: OSError, label: str, path: Path, euid: int) -> TcptuneError:
     return UnavailableError(f"{label}: cannot open {path}: {reason}")
 
 
-def enter(path: Path, label: str) -> Target:
-    """Move this process into the network namespace at ``path`` with setns(2)."""
+def enter(path: Path, label: str) -> None:
+    """Move this process into the network namespace at ``path`` with setns(2).
+
+    ``label`` (e.g. "netns blue", "netns of pid 4242 (nginx)") names it in errors.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
@@ -95,4 +89,3 @@ def enter(path: Path, label: str) -> Target:
             raise UnavailableError(f"{label}: setns failed: {os.strerror(code)}")
     finally:
         os.close(fd)
-    return Target(label, str(path))

@@ -35,10 +35,3 @@ class TcpState(enum.IntEnum):
 # only an internal code, so a dump mask of bits 1..12 covers every socket.
 # idiag_states is a bit mask indexed by state code (net/ipv4/inet_diag.c).
 ALL_STATES_MASK = sum(1 << code for code in range(1, 13))
-
-STATE_COUNT = 12  # list index 0 is unused; 1..11 are TcpState codes
-
-
-def empty_counts() -> list[int]:
-    """Return a zeroed per-state counter list indexed by state code."""
-    return [0] * STATE_COUNT

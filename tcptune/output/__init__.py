@@ -6,3 +6,5 @@ One module per family of output: ``audit`` (text and JSON), ``reference``
 lines, screens) and ``terminal`` (the full-screen terminal watch draws on).
 Callers import the module they need, so a command loads only what it prints.
 """
+
+AUDIT_FORMATS = ("text", "json", "prometheus", "check", "html")  # `tcptune audit --format`

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tcptune import __version__
 from tcptune.model.findings import Finding, Severity
@@ -34,6 +34,10 @@ from tcptune.output.counters import (
 )
 from tcptune.output.escape import terminal_safe
 from tcptune.output.sockets import inventory_dict, inventory_lines
+
+if TYPE_CHECKING:
+    from tcptune.model.thresholds import Thresholds
+    from tcptune.run.audit import AuditResult
 
 # --------------------------------------------------------------------------- JSON
 
@@ -281,3 +285,44 @@ def audit_text(
 
 
 __all__ = ["audit_dict", "audit_text", "finding_dict"]
+
+
+def audit_output(
+    result: AuditResult, output_format: str, thresholds: Thresholds | None = None
+) -> str:
+    """Return the audit in one of AUDIT_FORMATS, ending with a newline (check: thresholds).
+
+    The one dispatcher of audit formats: text and JSON are here, Prometheus
+    and the check line in metrics.py, HTML in html.py (imported only for them).
+    """
+    profile = result.profile.name if result.profile else None
+    if output_format == "text":
+        return audit_text(
+            result.snapshot,
+            result.findings,
+            profile,
+            rates=result.rates,
+            interval=result.interval,
+        )
+    if output_format == "json":
+        import json
+
+        document = audit_dict(
+            result.snapshot,
+            result.findings,
+            profile,
+            rates=result.rates,
+            interval=result.interval,
+        )
+        return json.dumps(document, indent=2) + "\n"
+    from tcptune.output.metrics import audit_prometheus, check_line
+
+    if output_format == "prometheus":
+        return audit_prometheus(result)
+    if output_format == "check":
+        return check_line(result, thresholds) + "\n"
+    if output_format == "html":
+        from tcptune.output.html import audit_html
+
+        return audit_html(result)
+    raise ValueError(f"unknown audit format {output_format!r}")

@@ -12,7 +12,7 @@ from tcptune.output.common import JSON_SCHEMA_VERSION, WIDTH, indent, iso_time, 
 from tcptune.output.escape import terminal_safe
 
 # --------------------------------------------------------------------------- apply, rollback,
-# verify, history (issue #4): the applier's plans and records as text and JSON.
+# verify, history: the applier's plans and records as text and JSON.
 
 if TYPE_CHECKING:
     from tcptune.apply.applier import ApplyResult, ForgetResult, RollbackResult

@@ -12,7 +12,6 @@ from tcptune.model.snapshot import (
     keepalive_detection_seconds,
 )
 from tcptune.model.tcpstates import TcpState
-from tcptune.output.audit import audit_dict, audit_text
 from tcptune.output.escape import escape
 
 # --------------------------------------------------------------------------- audit formats:
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
 
     Series = tuple[list[str], float]  # label values and the sample value
 
-AUDIT_FORMATS = ("text", "json", "prometheus", "check", "html")
 
 # Tcp (/proc/net/snmp) and TcpExt (/proc/net/netstat) counters exported as Prometheus
 # counters (tcptune_tcp_mib_total{table,counter}) and Nagios perfdata: (table, kernel
@@ -80,41 +78,6 @@ def sockstat_help() -> str:
         where = "host-wide" if doc.scope is Scope.HOST else "this namespace"
         parts.append(f"{field} ({where}): {doc.meaning}")
     return "Current values of /proc/net/sockstat{,6} by table and field. " + "; ".join(parts)
-
-
-def audit_output(
-    result: AuditResult, output_format: str, thresholds: Thresholds | None = None
-) -> str:
-    """Return the audit in one of AUDIT_FORMATS, ending with a newline (check: thresholds)."""
-    profile = result.profile.name if result.profile else None
-    if output_format == "text":
-        return audit_text(
-            result.snapshot,
-            result.findings,
-            profile,
-            rates=result.rates,
-            interval=result.interval,
-        )
-    if output_format == "json":
-        import json
-
-        document = audit_dict(
-            result.snapshot,
-            result.findings,
-            profile,
-            rates=result.rates,
-            interval=result.interval,
-        )
-        return json.dumps(document, indent=2) + "\n"
-    if output_format == "prometheus":
-        return audit_prometheus(result)
-    if output_format == "check":
-        return check_line(result, thresholds) + "\n"
-    if output_format == "html":
-        from tcptune.output.html import audit_html
-
-        return audit_html(result)
-    raise ValueError(f"unknown audit format {output_format!r}")
 
 
 def _counter_value(snapshot: Snapshot, table: str) -> dict[str, int]:

@@ -66,7 +66,7 @@ class Target:
         return self.maximum
 
     def describe(self) -> str:
-        """Return the target as text: '600', '≥ 4096', '≤ 60' or '1024 ≤ x ≤ 65535'."""
+        """Return the target as text: '600', '32768 60999', '>= 4096', '<= 60' or '1024..65535'."""
         if self.value is not None:
             return format_value(self.value) if self.value != "" else '""'
         if self.minimum is not None and self.maximum is not None:

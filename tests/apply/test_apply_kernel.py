@@ -10,7 +10,6 @@ import errno
 import fcntl
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from tcptune.apply.plan import Action
 from tcptune.apply.statestore import Change, StateStore
 from tcptune.apply.sysctld import DROPIN_NAME, ConfLine
 from tcptune.apply.verify import verify_profile
+from tcptune.cli.commandline import as_root
 from tcptune.exitcodes import (
     BadInputError,
     LockedError,
@@ -39,7 +39,7 @@ from tcptune.exitcodes import (
 from tcptune.inspect.nsidentity import netns_cookie
 from tcptune.inspect.procfs import ProcFS
 from tests.apply_support import NOBODY, environment, load_profile, raw_profile
-from tests.lab import current_netns, fresh_netns, require_netns_capability, skip_or_fail
+from tests.lab import fresh_netns
 
 pytestmark = pytest.mark.kernel
 
@@ -50,18 +50,6 @@ TW_REUSE = "net.ipv4.tcp_tw_reuse"
 RESERVED = "net.ipv4.ip_local_reserved_ports"
 WATCHED = (FIN, KEEPALIVE, PORTS, TW_REUSE, RESERVED)
 COMMAND = "tcptune apply test --apply"
-
-
-@pytest.fixture
-def netns() -> Iterator[str]:
-    """Run the test in a brand-new network namespace (kernel defaults), then leave it."""
-    reason = require_netns_capability()
-    if reason is not None:
-        skip_or_fail(reason)
-    host = current_netns()
-    with fresh_netns() as inside:
-        assert inside != host
-        yield inside
 
 
 def live(name: str) -> str:
@@ -251,8 +239,9 @@ def test_a_held_lock_stops_a_second_apply(netns: str, tmp_path: Path) -> None:
 
 def test_a_non_root_identity_is_refused_before_anything(netns: str, tmp_path: Path) -> None:
     env = environment(tmp_path, identity=NOBODY)
+    command = as_root(COMMAND, NOBODY.euid)  # the CLI decides sudo; the applier quotes it
     with pytest.raises(PermissionDeniedError, match=f"nobody .*Run: sudo {COMMAND}$"):
-        apply_profile(load_profile("web", WEB), env, persist=False, command=COMMAND)
+        apply_profile(load_profile("web", WEB), env, persist=False, command=command)
     assert not env.store.directory.exists()
 
 

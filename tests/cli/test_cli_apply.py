@@ -12,13 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from tcptune.cli import cli
 from tcptune.exitcodes import ExitStatus
 from tcptune.inspect.procfs import ProcFS
 from tests.apply_support import write_profile
-from tests.lab import fresh_netns, require_netns_capability, skip_or_fail
+from tests.conftest import invoke as run
+from tests.lab import skip_or_fail
 from tests.lab.privileges import UNPRIVILEGED, run_tcptune
 
 pytestmark = pytest.mark.kernel
@@ -26,16 +25,6 @@ pytestmark = pytest.mark.kernel
 FIN = "net.ipv4.tcp_fin_timeout"
 KEEPALIVE = "net.ipv4.tcp_keepalive_time"
 TARGETS = {FIN: {"value": 15}, KEEPALIVE: {"value": 600}}
-
-
-@pytest.fixture
-def netns() -> Iterator[str]:
-    """Run the test in a brand-new network namespace (kernel defaults), then leave it."""
-    reason = require_netns_capability()
-    if reason is not None:
-        skip_or_fail(reason)
-    with fresh_netns() as inside:
-        yield inside
 
 
 @pytest.fixture
@@ -50,11 +39,6 @@ def dirs(tmp_path: Path) -> dict[str, str]:
 
 def live(name: str) -> str:
     return ProcFS().sysctl_path(name).read_text()
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_plan_apply_verify_history_rollback(netns: str, dirs: dict[str, str]) -> None:

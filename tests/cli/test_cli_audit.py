@@ -7,19 +7,13 @@ from pathlib import Path
 
 import click
 import pytest
-from click.testing import CliRunner
 
-from tcptune.cli import cli
 from tcptune.cli.group import SECONDS, SECONDS_OR_ZERO
 from tcptune.exitcodes import ExitStatus
 from tests.conftest import FIXTURES
+from tests.conftest import invoke as _run
 
 CONTAINER = str(FIXTURES / "container-ns")
-
-
-def _run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_text_report_fits_80_columns_and_shows_human_units() -> None:

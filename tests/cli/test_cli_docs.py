@@ -88,3 +88,29 @@ def test_every_variable_tcptune_reads_is_shown_by_help() -> None:
     named = help_variables()
     assert [name for name, _ in OTHER_ENVIRONMENT if not name.startswith("_")] == ["NO_COLOR"]
     assert "NO_COLOR" in named
+
+
+EXIT_PARAGRAPH = re.compile(r"Exit status(?:es)?:(.*?)(?:\n\s*\n|$)", re.S)
+STATUS = re.compile(r"(?<![\w.-])(\d{1,3})(?![\w.%-])")
+
+
+def test_every_command_help_has_examples() -> None:
+    missing = [
+        command.name
+        for command, text in everything()
+        if not command.hidden and "Examples:" not in text
+    ]
+    assert missing == []
+
+
+def test_every_exit_status_a_help_text_names_is_an_exit_status() -> None:
+    from tcptune.exitcodes import ExitStatus
+
+    known = {int(status) for status in ExitStatus}
+    named: dict[str, set[int]] = {}
+    for command, text in everything():
+        for paragraph in EXIT_PARAGRAPH.findall(text):
+            named[command.name or "tcptune"] = {int(n) for n in STATUS.findall(paragraph)}
+    assert named, "no help text names its exit statuses"
+    unknown = {name: sorted(found - known) for name, found in named.items() if found - known}
+    assert unknown == {}

@@ -6,16 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from tcptune.advise import DOCS
-from tcptune.cli import cli
 from tcptune.exitcodes import ExitStatus
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args))
-    return result.exit_code, result.stdout, result.stderr
+from tests.conftest import invoke as run
 
 
 def test_explain_lists_every_kind_and_every_finding_id() -> None:

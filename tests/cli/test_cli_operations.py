@@ -11,20 +11,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
-from tcptune.cli import cli
 from tcptune.exitcodes import ExitStatus, plugin_status
 from tests.conftest import FIXTURES
+from tests.conftest import invoke as _run
 from tests.lab import SocketLab, read_netstat
 
 CONTAINER = str(FIXTURES / "container-ns")
-
-
-def _run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def _metrics(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tcptune.inspect.procfs import ProcFS
-from tcptune.output.metrics import audit_output
+from tcptune.output.audit import audit_output
 from tcptune.run.audit import run_audit
 from tests.conftest import FIXTURES
 from tests.lab import SocketLab
