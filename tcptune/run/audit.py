@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from tcptune.advise import Evidence, advise_ignoring, counter_rates
 from tcptune.exitcodes import ExitStatus, UsageError
-from tcptune.inspect.inspector import SocketSource, inspect
+from tcptune.inspect.inspector import OPTIONS_BY_DEFAULT_MAX_SOCKETS, SocketSource, inspect
 from tcptune.inspect.procfs import ProcFS
 from tcptune.model.findings import Finding, exit_status
 from tcptune.model.snapshot import Snapshot
@@ -57,11 +57,13 @@ def run_audit(
     sleep: Callable[[float], None] = time.sleep,
     options: BpfSeams | None = None,
     options_required: bool = False,
+    options_max_sockets: int = OPTIONS_BY_DEFAULT_MAX_SOCKETS,
 ) -> AuditResult:
     """Inspect, compare with ``profile`` if given, and return the findings.
 
     ``options`` reads every socket's options (BPF); ``options_required``
-    makes their absence an incomplete inspection.
+    makes their absence an incomplete inspection, and reads them even above
+    ``options_max_sockets`` live sockets, where a plain audit leaves them out.
     """
     loaded = None
     if profile:
@@ -83,6 +85,7 @@ def run_audit(
             netns_name=netns_name,
             options=options,
             options_required=options_required,
+            options_max_sockets=options_max_sockets,
         )
 
     if interval is not None:

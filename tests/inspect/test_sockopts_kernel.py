@@ -252,3 +252,29 @@ def test_findings_name_each_option_holder(netns: None, holder_binary: Path, tmp_
         assert "linger-abort" not in found
         # every connection here was just made: idle well under a second or two
         assert all(0 <= s.idle_seconds < 5 for s in status.inventory.sockets)
+
+
+def test_a_plain_audit_leaves_the_options_out_above_its_bound(
+    netns: None, holder_binary: Path, tmp_path: Path
+) -> None:
+    """Above the bound a plain audit says why it did not read them; --options reads them."""
+    from tcptune.output.audit import audit_text
+    from tcptune.run.audit import run_audit
+
+    with Holder(holder_binary, "redis-server", "keepown", 7210, 5):
+        seams = BpfSeams(cache_dir=tmp_path)
+        plain = run_audit(PROC, options=seams, options_max_sockets=4)
+        asked = run_audit(PROC, options=seams, options_max_sockets=4, options_required=True)
+    status = plain.snapshot.sockopts
+    assert status is not None and status.inventory is None and not status.requested
+    assert status.unavailable is not None
+    assert "not read by default with 11 sockets (above 4" in status.unavailable
+    assert "--options reads them" in status.unavailable
+    assert plain.snapshot.complete  # not asked for: no incomplete inspection
+    assert "keepalive" in {f.id for f in plain.findings}  # the timer-based inference
+    assert "reached" not in next(f for f in plain.findings if f.id == "keepalive").data
+    assert audit_text(plain.snapshot, plain.findings).count("not read by default") == 1  # once
+    if asked.snapshot.sockopts is None or asked.snapshot.sockopts.inventory is None:
+        skip_or_fail("BPF inventory cannot run here")
+    keepalive = next(f for f in asked.findings if f.id == "keepalive")
+    assert keepalive.data["own_idle"] == [{"process": "redis-server", "sockets": 5, "idle": 300}]
