@@ -25,7 +25,18 @@ if [ -n "$missing" ]; then
         echo "install-deps: need root to install:$missing" >&2
         exit 1
     fi
+    # The packages are tools for the tests, not services for this machine: prometheus
+    # and redis-server would start their daemons from postinst. A policy-rc.d that
+    # answers 101 ("action forbidden", Debian's invoke-rc.d policy interface) keeps
+    # every service stopped while they install; it is removed again afterwards.
+    policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 0755 "$policy"
+        trap 'rm -f "$policy"' EXIT
+        trap 'exit 1' INT TERM
+    fi
     apt-get update -q
     # shellcheck disable=SC2086
-    apt-get install -y -q --no-install-recommends $missing
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
 fi
