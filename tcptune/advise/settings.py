@@ -8,7 +8,7 @@ from tcptune.advise.base import Evidence, FindingDoc, finding
 from tcptune.model.findings import Finding, Severity
 from tcptune.model.ports import contains, format_port_list, merge_spans, parse_port_list
 from tcptune.model.snapshot import ReadStatus
-from tcptune.model.sysctls import Scope
+from tcptune.model.sysctls import Scope, short_name
 from tcptune.model.units import show_value
 from tcptune.model.values import spec_for
 
@@ -134,7 +134,7 @@ def check_profile(ev: Evidence) -> Iterator[Finding]:
             [f"{name} = {shown}; profile {ev.profile.name} wants {target.describe()}"],
             f"See the plan with `tcptune apply {ev.profile.name}`, then add --apply. "
             f"What it costs: {target.risk}",
-            title=f"{name.removeprefix('net.ipv4.')} differs from {ev.profile.name}",
+            title=f"{short_name(name)} differs from {ev.profile.name}",
             explanation=target.why,
             subject=name,
             references=target.references,
@@ -237,8 +237,7 @@ def check_ranges(ev: Evidence) -> Iterator[Finding]:
             evidence,
             f"Set {name} to a value in {low}..{high}; `tcptune explain {name}` says what each "
             "value does, and a profile can pin it.",
-            title=f"{name.removeprefix('net.ipv4.')} = {value} is outside the sensible "
-            f"{low}..{high}",
+            title=f"{short_name(name)} = {value} is outside the sensible {low}..{high}",
             subject=name,
         )
 

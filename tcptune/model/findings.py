@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from tcptune.exitcodes import ExitStatus
+from tcptune.model.sysctls import short_name
 
 
 class Severity(enum.IntEnum):
@@ -42,16 +43,11 @@ class Finding:
         return f"{self.id}:{self.subject}" if self.subject else self.id
 
 
-# The prefixes a sysctl subject may leave out in --ignore ID:KEY, as the text
-# report shows keys (tcp_keepalive_time for net.ipv4.tcp_keepalive_time).
-SHORT_KEY_PREFIXES: tuple[str, ...] = ("net.ipv4.", "net.core.")
-
-
 def is_ignored(finding: Finding, ignore: Iterable[str]) -> bool:
     """Return whether ``--ignore`` names this finding's ID or its ``id:subject`` key.
 
-    A sysctl subject matches its full dotted name or the name without
-    net.ipv4. or net.core. (``profile-mismatch:tcp_keepalive_time``).
+    A sysctl subject matches its full dotted name or its short name
+    (model/sysctls.py short_name: ``profile-mismatch:tcp_keepalive_time``).
     """
     for word in ignore:
         finding_id, colon, subject = word.partition(":")
@@ -59,9 +55,7 @@ def is_ignored(finding: Finding, ignore: Iterable[str]) -> bool:
             continue
         if not colon or subject == finding.subject:
             return True
-        if finding.subject and any(
-            finding.subject == prefix + subject for prefix in SHORT_KEY_PREFIXES
-        ):
+        if finding.subject and short_name(finding.subject) == subject:
             return True
     return False
 

@@ -264,3 +264,17 @@ AUXILIARY_SYSCTLS: tuple[SysctlSpec, ...] = (
         65535,
     ),
 )
+
+
+# The short form of a sysctl name, as reports show keys and users type them
+# (tcp_fin_timeout for net.ipv4.tcp_fin_timeout): the one rule for display,
+# --ignore ID:KEY and explain lookups.
+SHORT_NAME_PREFIXES: tuple[str, ...] = ("net.ipv4.", "net.core.")
+
+
+def short_name(name: str) -> str:
+    """Return ``name`` without its net.ipv4. or net.core. prefix (unchanged if none)."""
+    for prefix in SHORT_NAME_PREFIXES:
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+    return name

@@ -5,6 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+from tcptune.model.sysctls import short_name
+
+__all__ = ["short_name"]
+
 JSON_SCHEMA_VERSION = 1
 WIDTH = 80
 
@@ -23,10 +27,6 @@ NOTABLE_TCP_EXT = (
     "TWKilled",
     "TWRecycled",
 )
-
-
-def short_name(name: str) -> str:
-    return name.removeprefix("net.ipv4.")
 
 
 def iso_time(timestamp: float) -> str:

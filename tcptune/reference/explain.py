@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 
+from tcptune.model.sysctls import short_name
+
 KINDS: tuple[str, ...] = ("state", "sysctl", "option", "concept", "finding")
 FILE_KINDS: tuple[str, ...] = ("state", "sysctl", "option", "concept")  # finding: advisor
 HEADER_KEYS: tuple[str, ...] = ("title", "summary", "references", "aliases")
@@ -21,7 +23,6 @@ SUMMARY_MAX = 70
 BODY_WIDTH = 78
 SCREEN_WIDTH = 80  # what format_topic wraps titles and references to
 MAX_SUGGESTIONS = 5
-_SYSCTL_PREFIXES: tuple[str, ...] = ("net.ipv4.", "net.ipv6.", "net.core.")
 _PROC_SYS = "/proc/sys/"
 
 
@@ -156,10 +157,8 @@ def normalize(query: str) -> str:
 
 
 def _short_sysctl(name: str) -> str | None:
-    for prefix in _SYSCTL_PREFIXES:
-        if name.startswith(prefix):
-            return name[len(prefix) :]
-    return None
+    short = short_name(name)
+    return short if short != name else None
 
 
 def _index(topics: Mapping[str, Topic]) -> tuple[dict[str, str], dict[str, list[str]]]:
