@@ -13,7 +13,8 @@ from tcptune.apply.sysctld import SearchPath
 from tcptune.inspect.invoker import Identity
 from tcptune.inspect.procfs import ProcFS
 from tcptune.model.values import SysctlValue
-from tcptune.profiles import Profile, ProfileSource, Target, validate
+from tcptune.profiles.model import Profile, ProfileSource, Target
+from tcptune.profiles.validate import validate
 
 ROOT = Identity(uid=0, euid=0, user="root", sudo_user="alice")
 NOBODY = Identity(uid=65534, euid=65534, user="nobody")

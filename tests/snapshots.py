@@ -20,7 +20,7 @@ from tcptune.model.snapshot import (
 from tcptune.model.sysctls import KNOWN_SYSCTLS
 from tcptune.model.tcpstates import TcpState
 from tcptune.model.values import SysctlValue, format_value
-from tcptune.profiles import Profile, Target
+from tcptune.profiles.model import Profile, Target
 
 __all__ = ["Listener", "details", "profile", "settings", "snapshot", "target"]
 

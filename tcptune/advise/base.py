@@ -13,7 +13,7 @@ from tcptune.model.tcpstates import TcpState
 from tcptune.model.values import SysctlValue
 
 if TYPE_CHECKING:  # profiles (and tomllib) load only when a profile is asked for
-    from tcptune.profiles import Profile
+    from tcptune.profiles.model import Profile
 
 
 @dataclass(frozen=True)

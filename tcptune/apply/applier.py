@@ -46,7 +46,7 @@ from tcptune.inspect.nsidentity import (
 from tcptune.inspect.procfs import ProcFS, describe_os_error, read_bounded
 from tcptune.model.sysctls import KNOWN_SYSCTLS
 from tcptune.model.values import same_text, unit_of
-from tcptune.profiles import Profile
+from tcptune.profiles.model import Profile
 
 DEFAULT_LOCK_TIMEOUT = 5.0
 # Errors that mean "not allowed here" rather than "this value is wrong".

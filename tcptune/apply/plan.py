@@ -16,7 +16,7 @@ from tcptune.inspect.procfs import ProcFS
 from tcptune.model.snapshot import Context, ReadStatus, Snapshot
 from tcptune.model.sysctls import KNOWN_SYSCTLS, SysctlSpec
 from tcptune.model.values import SysctlValue, format_value
-from tcptune.profiles import Profile, Target
+from tcptune.profiles.model import Profile, Target
 
 PORT_RANGE = "net.ipv4.ip_local_port_range"
 UNPRIVILEGED_PORT_START = "net.ipv4.ip_unprivileged_port_start"

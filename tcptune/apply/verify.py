@@ -16,7 +16,7 @@ from tcptune.apply.sysctld import (
 from tcptune.exitcodes import ExitStatus
 from tcptune.inspect.procfs import ProcFS
 from tcptune.model.values import text_meets
-from tcptune.profiles import Profile, Target
+from tcptune.profiles.model import Profile, Target
 
 
 @dataclass(frozen=True)

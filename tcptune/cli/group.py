@@ -199,6 +199,6 @@ def cli(
 
 def profile_locator(profile_dirs: tuple[Path, ...]) -> Any:
     """Return a ProfileLocator over --profile-dir, then ~/.config and /etc, then shipped."""
-    from tcptune.profiles import ProfileLocator, default_profile_dirs
+    from tcptune.profiles.locate import ProfileLocator, default_profile_dirs
 
     return ProfileLocator((*profile_dirs, *default_profile_dirs()))

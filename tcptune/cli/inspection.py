@@ -145,7 +145,7 @@ def audit(
     thresholds = _thresholds(chosen, warning, critical)
     searched: tuple[Path, ...] = ()
     if profile:  # profiles (and tomllib) load only when a profile is asked for
-        from tcptune.profiles import default_profile_dirs
+        from tcptune.profiles.locate import default_profile_dirs
 
         searched = (*profile_dirs, *default_profile_dirs())
     from tcptune.output.escape import one_line

@@ -35,7 +35,7 @@ def profiles(ctx: click.Context, profile_dirs: tuple[Path, ...], as_json: bool) 
         return ExitStatus.OK
     from tcptune.output import reference
     from tcptune.output.escape import one_line
-    from tcptune.profiles import BrokenProfile
+    from tcptune.profiles.model import BrokenProfile
 
     locator = profile_locator(profile_dirs)
     entries = locator.catalogue()

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from tcptune.apply.verify import VerifyReport
     from tcptune.model.snapshot import Context
     from tcptune.model.values import SysctlValue
-    from tcptune.profiles import Target
+    from tcptune.profiles.model import Target
 
 
 def _wrapped(text: str, first: str, rest: str | None = None) -> list[str]:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tcptune.profiles import BrokenProfile, Profile, Target
+    from tcptune.profiles.model import BrokenProfile, Profile, Target
     from tcptune.reference.show import ShowResult
 
 
@@ -56,7 +56,7 @@ def profiles_json(entries: Sequence[Profile | BrokenProfile]) -> str:
     """Return the list of profiles as JSON; ``error`` says why one cannot be used (else null)."""
     import json
 
-    from tcptune.profiles import BrokenProfile
+    from tcptune.profiles.model import BrokenProfile
 
     return json.dumps(
         [
@@ -89,7 +89,7 @@ def _wrap(text: str, width: int, first: str = "", rest: str = "") -> list[str]:
 @terminal_safe
 def profiles_text(entries: Sequence[Profile | BrokenProfile]) -> str:
     """Return one row per profile, name and summary, in 80 columns; INVALID ones say why."""
-    from tcptune.profiles import BrokenProfile
+    from tcptune.profiles.model import BrokenProfile
 
     if not entries:
         return "no profiles found\n"

@@ -20,7 +20,7 @@ from tcptune.model.snapshot import Snapshot
 if TYPE_CHECKING:
     from tcptune.inspect.sockopts import BpfSeams
     from tcptune.model.closewait import CloseWaitSummary
-    from tcptune.profiles import Profile
+    from tcptune.profiles.model import Profile
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def run_audit(
     """
     loaded = None
     if profile:
-        from tcptune.profiles import ProfileLocator  # only now: profiles need tomllib
+        from tcptune.profiles.locate import ProfileLocator  # only now: profiles need tomllib
 
         loaded = ProfileLocator(profile_dirs).load(profile)
     if interval is not None and not 0 < interval < math.inf:

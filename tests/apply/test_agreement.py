@@ -18,7 +18,7 @@ from tcptune.apply.verify import VerifyReport, boot_value_meets
 from tcptune.model.ports import format_port_list, merge_spans
 from tcptune.model.snapshot import ReadStatus, SysctlReading
 from tcptune.model.values import SysctlValue, format_value, same_text, spec_for, unit_of
-from tcptune.profiles import Target
+from tcptune.profiles.model import Target
 from tests.snapshots import profile, snapshot
 
 FIN = "net.ipv4.tcp_fin_timeout"

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from tcptune.advise import finding_topics
 from tcptune.cli import cli
-from tcptune.profiles import ProfileLocator
+from tcptune.profiles.locate import ProfileLocator
 from tcptune.reference import explain as reference
 from tests.conftest import FIXTURES
 from tests.lab import SocketLab

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tcptune.exitcodes import BadInputError, UnavailableError
-from tcptune.profiles import ProfileLocator
+from tcptune.profiles.locate import ProfileLocator
 
 CC = "net.ipv4.tcp_congestion_control"  # a string value outside the catalogue
 RESERVED = "net.ipv4.ip_local_reserved_ports"
@@ -207,7 +207,7 @@ def test_a_cycle_through_an_override_is_still_a_cycle(tmp_path: Path, empty_ship
 def test_catalogue_lists_every_profile_and_marks_the_broken_ones(
     tmp_path: Path, empty_shipped: Path
 ) -> None:
-    from tcptune.profiles import BrokenProfile
+    from tcptune.profiles.model import BrokenProfile
 
     write(tmp_path, "alpha", target("net.ipv4.tcp_fin_timeout", "value = 30"))
     (tmp_path / "broken.toml").write_text("schema = [\n")
