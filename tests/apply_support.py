@@ -7,9 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tcptune.apply.applier import Environment, ProcSysctlWriter, SysctlWriter
+from tcptune.apply.applier import Environment
 from tcptune.apply.statestore import StateStore
 from tcptune.apply.sysctld import SearchPath
+from tcptune.apply.writer import ProcSysctlWriter, SysctlWriter
 from tcptune.inspect.invoker import Identity
 from tcptune.inspect.procfs import ProcFS
 from tcptune.model.values import SysctlValue

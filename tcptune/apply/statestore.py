@@ -9,9 +9,11 @@ Layout of the state directory (default /var/lib/tcptune, see README.md):
   It is a log: a torn or garbled line never blocks an apply or a rollback.
 - ``lock``: held with flock(2) for the whole of an apply or rollback.
 
-Both files are read strictly: a value of the wrong type, a sysctl name that is not
-a dotted name, a time that is not a finite moment in years 1970-9999 are named
-with the file and the line (or record) and refused (exit 65); nothing is written.
+Both files are read strictly (records.py, history.py): a value of the wrong type,
+a sysctl name that is not a dotted name, a time that is not a finite moment in
+years 1970-9999 are named with the file and the line (or record) and refused
+(exit 65); nothing is written. This module owns the directory, the lock, the
+file rules below and the atomic rewrite of state.json.
 
 tcptune acts on these files as root, so the directory must be owned by root (or
 the effective user) and writable by nobody else, and every file in it is opened
@@ -24,20 +26,24 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
-import math
 import os
 import stat
-import syslog
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
 
 from tcptune.apply import DEFAULT_STATE_DIR
 from tcptune.apply.atomicfile import AtomicWriteError, atomic_write
-from tcptune.apply.sysctld import DROPIN_NAME, is_tcptune_file
+from tcptune.apply.history import (
+    HistoryEntry,
+    HistoryLog,
+    append_entry,
+    history_ids,
+    parse_history,
+)
+from tcptune.apply.records import MAX_ID, STATE_SCHEMA, ApplyRecord, load_state
 from tcptune.exitcodes import (
     BadInputError,
     LockedError,
@@ -46,275 +52,13 @@ from tcptune.exitcodes import (
     UsageError,
     WriteFailedError,
 )
-from tcptune.inspect.invoker import Identity
-from tcptune.inspect.procfs import (
-    describe_os_error,
-    is_valid_sysctl_name,
-    open_regular,
-    read_fd,
-)
-from tcptune.model.sysctls import KNOWN_SYSCTLS
+from tcptune.inspect.procfs import describe_os_error, open_regular, read_fd
 
-STATE_SCHEMA = 1
 LOCK_POLL_SECONDS = 0.05
 _DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
-# 9999-12-31T23:59:59Z, the last second datetime (and so every renderer) can show.
-MAX_TIME = 253_402_300_799.0
-MAX_ID = 2**53  # ids stay exact in every JSON reader (IEEE 754 doubles); ids are below it
 MAX_STATE_BYTES = 16 << 20  # state.json: thousands of records fit in far less
 MAX_HISTORY_BYTES = 64 << 20  # history.jsonl: rotate it (README) long before this
-ACTIONS = ("apply", "rollback", "forget")  # forget: a record dropped by `rollback --forget`
-MAX_DIGITS = 20  # a JSON integer longer than this is no id, time or counter tcptune wrote
 _NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-@dataclass(frozen=True)
-class Change:
-    """One sysctl write: the text it had and the text written."""
-
-    name: str
-    before: str
-    after: str
-
-
-@dataclass(frozen=True)
-class DropinBackup:
-    """What a sysctl.d drop-in held before tcptune wrote it (None: there was no file)."""
-
-    path: str
-    previous: str | None
-    written: str | None = None  # what tcptune wrote there (None in records before it was kept)
-
-
-@dataclass(frozen=True)
-class ApplyRecord:
-    """An apply on the undo stack, saved before its first write."""
-
-    id: int
-    time: float
-    profile: str
-    netns_inode: int | None
-    who: Identity
-    changes: tuple[Change, ...]
-    dropin: DropinBackup | None
-    complete: bool  # False while writing, or if a failed write could not be restored
-    # The namespace's stronger identity (netns.NamespaceIdentity); None in older records.
-    netns_cookie: int | None = None
-    boot_id: str | None = None
-    initial_netns: bool | None = None
-    # Keys outside the catalogue written with --allow-unlisted; rollback writes no other.
-    unlisted: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    """One line of the history: an apply or rollback and how it ended."""
-
-    id: int
-    time: float
-    action: str  # "apply" or "rollback"
-    outcome: str  # "applied", "failed", "rolled back"
-    profile: str | None
-    who: Identity
-    changes: tuple[Change, ...]
-    dropin: str | None  # the drop-in written, restored or removed
-    message: str
-    undoes: int | None = None  # for a rollback: the apply it undid
-    netns: str | None = None  # the network namespace changed, e.g. "net:[4026531840] (initial)"
-
-
-def syslog_notice(message: str) -> None:
-    """Send ``message`` to syslog or the journal; a host without /dev/log drops it silently."""
-    try:
-        syslog.openlog("tcptune", syslog.LOG_PID, syslog.LOG_USER)
-        syslog.syslog(syslog.LOG_NOTICE, message)
-    except OSError:
-        pass
-
-
-class _Invalid(ValueError):
-    """A field of a state or history file that is missing or malformed."""
-
-
-def _field(data: Any, key: str, where: str, default: Any = ...) -> Any:
-    if not isinstance(data, dict):
-        raise _Invalid(f"{where}: expected an object, got {_brief(data)}")
-    if key not in data:
-        if default is ...:
-            raise _Invalid(f"{where}: {key!r} is missing")
-        return default
-    return data[key]
-
-
-def _brief(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, float) else repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _int(value: Any, where: str, *, optional: bool = False) -> Any:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
-        raise _Invalid(f"{where}: expected a whole number 0..2^53, got {_brief(value)}")
-    return value
-
-
-def _text(value: Any, where: str, *, optional: bool = False) -> Any:
-    if value is None and optional:
-        return None
-    if not isinstance(value, str):
-        raise _Invalid(f"{where}: expected a string, got {_brief(value)}")
-    return value
-
-
-def _flag(value: Any, where: str, *, optional: bool = False) -> Any:
-    if value is None and optional:
-        return None
-    if not isinstance(value, bool):
-        raise _Invalid(f"{where}: expected true or false, got {_brief(value)}")
-    return value
-
-
-def _time(value: Any, where: str) -> float:
-    number_ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not number_ok or not math.isfinite(value) or not 0 <= value <= MAX_TIME:
-        raise _Invalid(f"{where}: expected seconds since 1970 up to year 9999, got {_brief(value)}")
-    return float(value)
-
-
-def _identity(data: Any, where: str) -> Identity:
-    return Identity(
-        uid=_int(_field(data, "uid", where), f"{where}.uid"),
-        euid=_int(_field(data, "euid", where), f"{where}.euid"),
-        user=_text(_field(data, "user", where), f"{where}.user"),
-        sudo_user=_text(
-            _field(data, "sudo_user", where, None), f"{where}.sudo_user", optional=True
-        ),
-        net_admin=_flag(_field(data, "net_admin", where, False), f"{where}.net_admin"),
-    )
-
-
-MAX_VALUE_TEXT = 4096  # /proc/sys text handlers take at most a page (kernel/sysctl.c)
-
-
-def _sysctl_value(value: Any, where: str) -> str:
-    """Return sysctl text as tcptune reads and writes it: printable ASCII on one line."""
-    text: str = _text(value, where)
-    if len(text) > MAX_VALUE_TEXT or not all(" " <= c <= "~" or c == "\t" for c in text):
-        raise _Invalid(f"{where}: not sysctl text (printable ASCII, one line): {_brief(text)}")
-    return text
-
-
-def _changes(data: Any, where: str) -> tuple[Change, ...]:
-    if not isinstance(data, list):
-        raise _Invalid(f"{where}: expected a list, got {_brief(data)}")
-    changes = []
-    for index, item in enumerate(data):
-        at = f"{where}[{index}]"
-        name = _text(_field(item, "name", at), f"{at}.name")
-        if not is_valid_sysctl_name(name):
-            raise _Invalid(f"{at}.name: not a dotted sysctl name: {_brief(name)}")
-        before = _sysctl_value(_field(item, "before", at), f"{at}.before")
-        after = _sysctl_value(_field(item, "after", at), f"{at}.after")
-        changes.append(Change(name, before, after))
-    return tuple(changes)
-
-
-def _names(data: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(data, list):
-        raise _Invalid(f"{where}: expected a list, got {_brief(data)}")
-    for index, name in enumerate(data):
-        if not isinstance(name, str) or not is_valid_sysctl_name(name):
-            raise _Invalid(f"{where}[{index}]: not a dotted sysctl name: {_brief(name)}")
-    return tuple(data)
-
-
-def _dropin(data: Any, where: str) -> DropinBackup | None:
-    if data is None:
-        return None
-    path = _text(_field(data, "path", where), f"{where}.path")
-    if Path(path).name != DROPIN_NAME:  # tcptune never writes, restores or removes other files
-        raise _Invalid(f"{where}.path: not a {DROPIN_NAME} drop-in: {_brief(path)}")
-    if not path.startswith("/") or ".." in Path(path).parts or not path.isprintable():
-        raise _Invalid(f"{where}.path: not an absolute path without '..': {_brief(path)}")
-    previous = _text(_field(data, "previous", where), f"{where}.previous", optional=True)
-    written = _text(_field(data, "written", where, None), f"{where}.written", optional=True)
-    # tcptune only ever replaces a file carrying its marker, and writes one with it:
-    # a record whose saved text lacks it was not written by tcptune.
-    for key, text in (("previous", previous), ("written", written)):
-        if text is not None and not is_tcptune_file(text):
-            raise _Invalid(f"{where}.{key}: not a drop-in tcptune wrote (no marker line)")
-    return DropinBackup(path, previous, written)
-
-
-def _record(data: Any, where: str) -> ApplyRecord:
-    def get(key: str, default: Any = ...) -> Any:
-        return _field(data, key, where, default)
-
-    unlisted = _names(get("unlisted", []), f"{where}.unlisted")
-    changes = _changes(get("changes"), f"{where}.changes")
-    for index, change in enumerate(changes):
-        if change.name not in KNOWN_SYSCTLS and change.name not in unlisted:
-            raise _Invalid(
-                f"{where}.changes[{index}].name: {change.name} is not a key tcptune writes "
-                "(not in its catalogue, nor allowed by --allow-unlisted in this record)"
-            )
-    return ApplyRecord(
-        id=_int(get("id"), f"{where}.id"),
-        time=_time(get("time"), f"{where}.time"),
-        profile=_text(get("profile"), f"{where}.profile"),
-        netns_inode=_int(get("netns_inode", None), f"{where}.netns_inode", optional=True),
-        who=_identity(get("who"), f"{where}.who"),
-        changes=changes,
-        dropin=_dropin(get("dropin", None), f"{where}.dropin"),
-        complete=_flag(get("complete"), f"{where}.complete"),
-        netns_cookie=_int(get("netns_cookie", None), f"{where}.netns_cookie", optional=True),
-        boot_id=_text(get("boot_id", None), f"{where}.boot_id", optional=True),
-        initial_netns=_flag(get("initial_netns", None), f"{where}.initial_netns", optional=True),
-        unlisted=unlisted,
-    )
-
-
-def _entry(data: Any) -> HistoryEntry:
-    def get(key: str, default: Any = ...) -> Any:
-        return _field(data, key, "entry", default)
-
-    entry_id = _int(get("id"), "id")
-    moment = _time(get("time"), "time")
-    action = _text(get("action"), "action")
-    if action not in ACTIONS:
-        raise _Invalid(f"action: expected 'apply', 'rollback' or 'forget', got {_brief(action)}")
-    return HistoryEntry(
-        id=entry_id,
-        time=moment,
-        action=action,
-        outcome=_text(get("outcome"), "outcome"),
-        profile=_text(get("profile", None), "profile", optional=True),
-        who=_identity(get("who"), "who"),
-        changes=_changes(get("changes"), "changes"),
-        dropin=_text(get("dropin", None), "dropin", optional=True),
-        message=_text(get("message", ""), "message"),
-        undoes=_int(get("undoes", None), "undoes", optional=True),
-        netns=_text(get("netns", None), "netns", optional=True),
-    )
-
-
-def _no_constants(name: str) -> Any:
-    raise _Invalid(f"{name} is not a JSON number")
-
-
-def _whole_number(digits: str) -> int:
-    if len(digits.lstrip("-")) > MAX_DIGITS:
-        raise _Invalid(f"a number with {len(digits.lstrip('-'))} digits is out of range")
-    return int(digits)
-
-
-def _json(text: str) -> Any:
-    """Parse strict JSON: NaN, Infinity, huge integers and deep nesting are refused."""
-    try:
-        return json.loads(text, parse_constant=_no_constants, parse_int=_whole_number)
-    except RecursionError:
-        raise _Invalid("nested too deeply to be a file tcptune wrote") from None
 
 
 def _read_error(path: Path, exc: OSError) -> TcptuneError:
@@ -380,14 +124,6 @@ def _holder(fd: int) -> str:
     except OSError:
         return ""
     return f" (held by pid {holder})" if holder.isdigit() and len(holder) < 12 else ""
-
-
-@dataclass(frozen=True)
-class HistoryLog:
-    """The history as read: every entry that parses, and each line that does not."""
-
-    entries: tuple[HistoryEntry, ...]
-    problems: tuple[str, ...]  # e.g. "line 7: not JSON: ..."
 
 
 class StateStore:
@@ -487,34 +223,7 @@ class StateStore:
         raw = _read_state_file(self.state_path, MAX_STATE_BYTES)
         if raw is None:
             return 0, ()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise BadInputError(
-                f"{self.state_path}: corrupt state file: not UTF-8 text (byte {exc.start}); "
-                "nothing was changed"
-            ) from exc
-        try:
-            data = _json(text)
-            schema = _field(data, "schema", "top level")
-            if schema != STATE_SCHEMA:
-                raise _Invalid(f"schema {_brief(schema)}, expected {STATE_SCHEMA}")
-            counter = _int(_field(data, "next_id", "top level", 0), "next_id")
-            items = _field(data, "undo_stack", "top level")
-            if not isinstance(items, list):
-                raise _Invalid(f"undo_stack: expected a list, got {_brief(items)}")
-            records = tuple(_record(item, f"undo_stack[{i}]") for i, item in enumerate(items))
-        except ValueError as exc:  # json.JSONDecodeError names the line and column
-            raise BadInputError(
-                f"{self.state_path}: corrupt state file: {exc}; nothing was changed"
-            ) from exc
-        ids = [r.id for r in records]
-        if len(set(ids)) != len(ids):
-            raise BadInputError(
-                f"{self.state_path}: corrupt state file: an apply id appears twice in "
-                f"undo_stack {ids}; nothing was changed"
-            )
-        return counter, records
+        return load_state(raw, self.state_path)
 
     def undo_stack(self) -> tuple[ApplyRecord, ...]:
         """Return the applies not yet rolled back, oldest first."""
@@ -559,19 +268,7 @@ class StateStore:
 
     def read_history(self) -> HistoryLog:
         """Return every readable history entry, oldest first, and each unreadable line."""
-        entries, problems = [], []
-        for number, raw in enumerate(self._history_lines(), start=1):
-            if not raw.strip():
-                continue
-            try:
-                entries.append(_entry(_json(raw.decode("utf-8"))))
-            except UnicodeDecodeError as exc:
-                problems.append(f"line {number}: not UTF-8 text (byte {exc.start})")
-            except json.JSONDecodeError as exc:  # its own "line 1" would mislead here
-                problems.append(f"line {number}: not JSON: {exc.msg} at column {exc.colno}")
-            except ValueError as exc:
-                problems.append(f"line {number}: {exc}")
-        return HistoryLog(tuple(entries), tuple(problems))
+        return parse_history(self._history_lines())
 
     def history(self) -> tuple[HistoryEntry, ...]:
         """Return every recorded apply and rollback, oldest first; BadInputError on a bad line."""
@@ -581,22 +278,11 @@ class StateStore:
         return log.entries
 
     def append_history(self, entry: HistoryEntry) -> None:
-        """Append ``entry`` to the history file as one line and flush it to disk.
-
-        After a torn last line (a crash mid-append) the entry starts a new line, so
-        only the torn line is unreadable, never the entries after it.
-        """
+        """Append ``entry`` to the history file as one line and flush it to disk."""
         self._prepare_directory()
-        line = json.dumps(asdict(entry), separators=(",", ":")) + "\n"
         fd = _open_state_file(self.history_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                line = "\n" + line
-            data = line.encode("utf-8")
-            if os.write(fd, data) != len(data):
-                raise OSError(errno.ENOSPC, "short write (disk full?)", str(self.history_path))
-            os.fsync(fd)
+            append_entry(fd, entry, self.history_path)
         finally:
             os.close(fd)
 
@@ -606,14 +292,7 @@ class StateStore:
             lines = self._history_lines()
         except BadInputError:
             return []  # the log is unreadable: state.json's counter still holds
-        ids = []
-        for raw in lines:
-            try:
-                data = _json(raw.decode("utf-8"))
-                ids.append(_int(_field(data, "id", "entry"), "id"))
-            except ValueError:  # includes UnicodeDecodeError and a torn last line
-                continue
-        return ids
+        return history_ids(lines)
 
     def next_id(self) -> int:
         """Return the next record number: above state.json's counter, its stack and the history.

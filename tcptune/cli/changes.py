@@ -68,9 +68,10 @@ def _environment(
 ) -> Any:
     import os
 
-    from tcptune.apply.applier import Environment, ProcSysctlWriter
+    from tcptune.apply.applier import Environment
     from tcptune.apply.statestore import StateStore
     from tcptune.apply.sysctld import SearchPath
+    from tcptune.apply.writer import ProcSysctlWriter
     from tcptune.inspect.invoker import current_identity
     from tcptune.inspect.procfs import ProcFS
 
@@ -273,7 +274,7 @@ def rollback(
     """
     import json
 
-    from tcptune.apply import applier
+    from tcptune.apply import rollback as undo
     from tcptune.output import changes
 
     env = _environment(ctx.obj, state_dir, Path("/"), None, lock_timeout)
@@ -283,14 +284,14 @@ def rollback(
 
         raise UsageError("--dry-run shows a rollback; it cannot go with --forget")
     if forget is not None:
-        forgotten = applier.forget(env, forget, command=command)
+        forgotten = undo.forget(env, forget, command=command)
         shown = (
             json.dumps(changes.forget_dict(forgotten), indent=2)
             if as_json
             else changes.forget_text(forgotten)
         )
         return _report(shown, forgotten.problems, forgotten.status)
-    result = applier.rollback_preview(env) if dry_run else applier.rollback(env, command=command)
+    result = undo.rollback_preview(env) if dry_run else undo.rollback(env, command=command)
     text = (
         json.dumps(changes.rollback_dict(result), indent=2)
         if as_json

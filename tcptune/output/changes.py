@@ -15,10 +15,12 @@ from tcptune.output.escape import terminal_safe
 # verify, history: the applier's plans and records as text and JSON.
 
 if TYPE_CHECKING:
-    from tcptune.apply.applier import ApplyResult, ForgetResult, RollbackResult
+    from tcptune.apply.applier import ApplyResult
+    from tcptune.apply.history import HistoryEntry, HistoryLog
     from tcptune.apply.plan import Plan, PlanItem
     from tcptune.apply.reach import PlanReach
-    from tcptune.apply.statestore import Change, HistoryEntry, HistoryLog
+    from tcptune.apply.records import Change
+    from tcptune.apply.rollback import ForgetResult, RollbackResult
     from tcptune.apply.sysctld import DropinPlan
     from tcptune.apply.verify import VerifyReport
     from tcptune.model.snapshot import Context

@@ -15,18 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from tcptune.apply.applier import (
-    ProcSysctlWriter,
-    WriteAborted,
-    apply_profile,
-    preview,
-    rollback,
-    write_all,
-)
+from tcptune.apply.applier import apply_profile, preview
 from tcptune.apply.plan import Action
-from tcptune.apply.statestore import Change, StateStore
+from tcptune.apply.records import Change
+from tcptune.apply.rollback import rollback
+from tcptune.apply.statestore import StateStore
 from tcptune.apply.sysctld import DROPIN_NAME, ConfLine
 from tcptune.apply.verify import verify_profile
+from tcptune.apply.writer import ProcSysctlWriter, WriteAborted, write_all
 from tcptune.cli.commandline import as_root
 from tcptune.exitcodes import (
     BadInputError,

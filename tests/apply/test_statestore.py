@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tcptune.apply.statestore import ApplyRecord, Change, DropinBackup, HistoryEntry, StateStore
+from tcptune.apply.history import HistoryEntry
+from tcptune.apply.records import ApplyRecord, Change, DropinBackup
+from tcptune.apply.statestore import StateStore
 from tcptune.exitcodes import BadInputError, LockedError
 from tcptune.inspect.invoker import Identity
 
