@@ -163,7 +163,7 @@ def apply(
     from tcptune.apply.applier import apply_profile, preview
     from tcptune.apply.reach import read_reach
     from tcptune.cli.sockets import bpf_seams
-    from tcptune.output import changes
+    from tcptune.output import plan as plan_output
 
     profile = profile_locator(profile_dirs).load(profile_name)
     env = replace(
@@ -179,9 +179,11 @@ def apply(
         reach = read_reach(plan, ctx.obj, seams)
         shown = command
         if as_json:
-            click.echo(json.dumps(changes.plan_dict(plan, dropin, shown, reach=reach), indent=2))
+            click.echo(
+                json.dumps(plan_output.plan_dict(plan, dropin, shown, reach=reach), indent=2)
+            )
         else:
-            click.echo(changes.plan_text(plan, dropin, shown, reach), nl=False)
+            click.echo(plan_output.plan_text(plan, dropin, shown, reach), nl=False)
         error = plan.error()
         if error is not None:
             raise error
@@ -190,11 +192,11 @@ def apply(
     reach = read_reach(result.plan, ctx.obj, seams)
     if as_json:
         text = json.dumps(
-            changes.plan_dict(result.plan, result.dropin, None, result, reach), indent=2
+            plan_output.plan_dict(result.plan, result.dropin, None, result, reach), indent=2
         )
     else:
         undo = command_line(ctx, command="rollback", keep={"state_dir"})
-        text = changes.applied_text(result, as_root(undo, env.identity.euid), reach)
+        text = plan_output.applied_text(result, as_root(undo, env.identity.euid), reach)
     return _report(text, result.problems, result.status)
 
 
@@ -275,7 +277,7 @@ def rollback(
     import json
 
     from tcptune.apply import rollback as undo
-    from tcptune.output import changes
+    from tcptune.output import records
 
     env = _environment(ctx.obj, state_dir, Path("/"), None, lock_timeout)
     command = as_root(command_line(ctx, drop={"as_json", "dry_run"}), env.identity.euid)
@@ -286,16 +288,16 @@ def rollback(
     if forget is not None:
         forgotten = undo.forget(env, forget, command=command)
         shown = (
-            json.dumps(changes.forget_dict(forgotten), indent=2)
+            json.dumps(records.forget_dict(forgotten), indent=2)
             if as_json
-            else changes.forget_text(forgotten)
+            else records.forget_text(forgotten)
         )
         return _report(shown, forgotten.problems, forgotten.status)
     result = undo.rollback_preview(env) if dry_run else undo.rollback(env, command=command)
     text = (
-        json.dumps(changes.rollback_dict(result), indent=2)
+        json.dumps(records.rollback_dict(result), indent=2)
         if as_json
-        else changes.rollback_text(result)
+        else records.rollback_text(result)
     )
     return _report(text, result.problems, result.status)
 
@@ -326,15 +328,15 @@ def verify(
 
     from tcptune.apply.sysctld import SearchPath
     from tcptune.apply.verify import verify_profile
-    from tcptune.output import changes
+    from tcptune.output import records
 
     profile = profile_locator(profile_dirs).load(profile_name)
     netns_name = click.get_current_context().meta.get(NETNS_LABEL)
     report = verify_profile(profile, procfs, SearchPath.under(boot_root), netns_name)
     if as_json:
-        click.echo(json.dumps(changes.verify_dict(report), indent=2))
+        click.echo(json.dumps(records.verify_dict(report), indent=2))
     else:
-        click.echo(changes.verify_text(report), nl=False)
+        click.echo(records.verify_text(report), nl=False)
     return report.status
 
 
@@ -362,15 +364,15 @@ def history(as_json: bool, last: int | None, state_dir: Path) -> ExitStatus:
 
     from tcptune.apply.statestore import StateStore
     from tcptune.exitcodes import BadInputError
-    from tcptune.output import changes
+    from tcptune.output import records
 
     store = StateStore(state_dir)
     log = store.read_history()
     entries = log.entries if last is None else log.entries[-last:]
     if as_json:
-        click.echo(json.dumps(changes.history_dict(entries, log), indent=2))
+        click.echo(json.dumps(records.history_dict(entries, log), indent=2))
     else:
-        click.echo(changes.history_text(entries, log), nl=False)
+        click.echo(records.history_text(entries, log), nl=False)
     if log.problems:
         raise BadInputError(
             f"{store.history_path}: {'; '.join(log.problems)} (skipped; the other entries "

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from tcptune.apply.reach import PlanReach, Reach
 from tcptune.cli import cli
-from tcptune.output.changes import reach_lines
+from tcptune.output.plan import reach_lines
 from tests.apply_support import write_profile
 from tests.lab import fresh_netns, require_netns_capability, skip_or_fail
 from tests.lab.holders import Holder, build_holder

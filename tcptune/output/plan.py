@@ -1,4 +1,7 @@
-"""The applier's plans and records, verify and history, as text and JSON."""
+"""Plans and their application (apply, dry run, --persist drop-in, reach) as text and JSON.
+
+Also the helpers the change records in output/records.py share.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from tcptune import __version__
 from tcptune.model.units import show_value
 from tcptune.model.values import format_value
-from tcptune.output.common import JSON_SCHEMA_VERSION, WIDTH, indent, iso_time, short_name, table
+from tcptune.output.common import JSON_SCHEMA_VERSION, WIDTH, short_name
 from tcptune.output.escape import terminal_safe
 
 # --------------------------------------------------------------------------- apply, rollback,
@@ -16,19 +19,16 @@ from tcptune.output.escape import terminal_safe
 
 if TYPE_CHECKING:
     from tcptune.apply.applier import ApplyResult
-    from tcptune.apply.history import HistoryEntry, HistoryLog
     from tcptune.apply.plan import Plan, PlanItem
     from tcptune.apply.reach import PlanReach
     from tcptune.apply.records import Change
-    from tcptune.apply.rollback import ForgetResult, RollbackResult
     from tcptune.apply.sysctld import DropinPlan
-    from tcptune.apply.verify import VerifyReport
     from tcptune.model.snapshot import Context
     from tcptune.model.values import SysctlValue
     from tcptune.profiles.model import Target
 
 
-def _wrapped(text: str, first: str, rest: str | None = None) -> list[str]:
+def wrapped(text: str, first: str, rest: str | None = None) -> list[str]:
     import textwrap
 
     indent = rest if rest is not None else " " * len(first)
@@ -42,7 +42,7 @@ def _wrapped(text: str, first: str, rest: str | None = None) -> list[str]:
     )
 
 
-def _json_value(value: SysctlValue | None) -> object:
+def json_value(value: SysctlValue | None) -> object:
     return list(value) if isinstance(value, tuple) else value
 
 
@@ -55,7 +55,7 @@ def expected_json(goal: Target | None) -> dict[str, Any] | None:
     if goal is None:
         return None
     if goal.value is not None:
-        return {"op": "==", "value": _json_value(goal.value)}
+        return {"op": "==", "value": json_value(goal.value)}
     if goal.minimum is not None and goal.maximum is not None:
         return {"op": "between", "min": goal.minimum, "max": goal.maximum}
     if goal.minimum is not None:
@@ -63,7 +63,7 @@ def expected_json(goal: Target | None) -> dict[str, Any] | None:
     return {"op": "<=", "value": goal.maximum}
 
 
-def _context_json(context: Context) -> dict[str, Any]:
+def context_json(context: Context) -> dict[str, Any]:
     return {
         "kernel_release": context.kernel_release,
         "netns_inode": context.netns_inode,
@@ -88,7 +88,7 @@ def namespace_note(context: Context) -> str | None:
     )
 
 
-def _where_line(context: Context) -> str:
+def where_line(context: Context) -> str:
     where = {
         True: "initial network namespace",
         False: "container network namespace",
@@ -97,7 +97,7 @@ def _where_line(context: Context) -> str:
     return f"kernel {context.kernel_release or '?'} · {where} net:[{context.netns_inode}]"
 
 
-def _value_shown(item: PlanItem, value: SysctlValue | None) -> str:
+def value_shown(item: PlanItem, value: SysctlValue | None) -> str:
     if value is None:
         return "?"
     if item.spec is not None:
@@ -113,18 +113,18 @@ def _plan_sections(plan: Plan, changed_title: str) -> list[str]:
     if changes:
         lines.append(f"{changed_title} ({len(changes)})")
     for item in changes:
-        now, new = _value_shown(item, item.current), _value_shown(item, item.desired)
-        lines += _wrapped(f"{short_name(item.name)}: {now} -> {new}", "  ", "      ")
-        lines += _wrapped(item.why, "      why:  ")
-        lines += _wrapped(item.risk, "      risk: ")
+        now, new = value_shown(item, item.current), value_shown(item, item.desired)
+        lines += wrapped(f"{short_name(item.name)}: {now} -> {new}", "  ", "      ")
+        lines += wrapped(item.why, "      why:  ")
+        lines += wrapped(item.risk, "      risk: ")
         if item.scope_note:
-            lines += _wrapped(item.scope_note, "      scope: ")
+            lines += wrapped(item.scope_note, "      scope: ")
     kept = plan.having(Action.KEEP)
     if kept:
         lines.append(f"Already right ({len(kept)})")
     for item in kept:
-        now = _value_shown(item, item.current)
-        lines += _wrapped(f"{short_name(item.name)}: {now} (target {item.target})", "  ", "      ")
+        now = value_shown(item, item.current)
+        lines += wrapped(f"{short_name(item.name)}: {now} (target {item.target})", "  ", "      ")
     for action, title in (
         (Action.SKIP, "Skipped"),
         (Action.BLOCKED, "Blocked: these stop the apply before any write"),
@@ -133,7 +133,7 @@ def _plan_sections(plan: Plan, changed_title: str) -> list[str]:
         if items:
             lines.append(f"{title} ({len(items)})")
         for item in items:
-            lines += _wrapped(f"{short_name(item.name)}: {item.reason}", "  ", "      ")
+            lines += wrapped(f"{short_name(item.name)}: {item.reason}", "  ", "      ")
     return lines
 
 
@@ -145,15 +145,15 @@ def _dropin_lines(dropin: DropinPlan, done: bool) -> list[str]:
     }[dropin.action]
     lines = [f"Persist: {verbs[1] if done else verbs[0]} {dropin.path}"]
     for warning in dropin.warnings:
-        lines += _wrapped(warning, "  warning: ")
+        lines += wrapped(warning, "  warning: ")
     if not dropin.warnings:
         lines.append("  no later boot-time file overrides these keys")
     dropped = dropped_lines_note(dropin, done)
     if dropped:
-        lines += _wrapped(dropped, "  note: ")
+        lines += wrapped(dropped, "  note: ")
         lines += [f"    line {line.number}: {_printable(line.text)}" for line in dropin.foreign]
     for note in dropin.notes:
-        lines += _wrapped(note, "  note: ")
+        lines += wrapped(note, "  note: ")
     return lines
 
 
@@ -183,7 +183,7 @@ def reach_lines(reach: PlanReach | None) -> list[str]:
     if reach is None:
         return []
     if reach.unavailable:
-        return _wrapped(
+        return wrapped(
             f"Reach: unknown: {reach.unavailable}; a keepalive sysctl reaches only "
             "SO_KEEPALIVE sockets without their own TCP_KEEP* values",
             "",
@@ -194,7 +194,7 @@ def reach_lines(reach: PlanReach | None) -> list[str]:
             f"{short_name(item.name)}: reaches {item.reached} of {item.considered} "
             f"{item.what}; {item.overriding} set their own"
         )
-        lines += _wrapped(text, "  ", "      ")
+        lines += wrapped(text, "  ", "      ")
     return lines
 
 
@@ -225,10 +225,10 @@ def plan_text(
     """Return the dry-run plan: what would change and why, and how to apply it."""
     from tcptune.apply.plan import Action
 
-    lines = [f"tcptune apply {plan.profile}: plan (dry run)", _where_line(plan.context)]
+    lines = [f"tcptune apply {plan.profile}: plan (dry run)", where_line(plan.context)]
     note = namespace_note(plan.context)
     if note:
-        lines += _wrapped(note, "")
+        lines += wrapped(note, "")
     lines += ["", *_plan_sections(plan, "Would change")]
     lines += reach_lines(reach)
     if dropin is not None:
@@ -252,10 +252,10 @@ def applied_text(result: ApplyResult, rollback_command: str, reach: PlanReach | 
     else:
         head = f"tcptune apply {plan.profile}: applied as #{result.record_id}"
         head += f" in {result.seconds * 1000:.0f} ms"
-    lines = [head, _where_line(plan.context)]
+    lines = [head, where_line(plan.context)]
     note = namespace_note(plan.context)
     if note:
-        lines += _wrapped(note, "")
+        lines += wrapped(note, "")
     lines += ["", *_plan_sections(plan, "Changed, each read back and verified")]
     lines += reach_lines(reach)
     if result.dropin is not None:
@@ -279,16 +279,16 @@ def plan_dict(
         "mode": "dry-run" if result is None else "applied",
         "profile": plan.profile,
         "profile_path": plan.profile_path,
-        "context": _context_json(plan.context),
+        "context": context_json(plan.context),
         "namespace_note": namespace_note(plan.context),
         "items": [
             {
                 "name": item.name,
                 "action": item.action.value,
-                "current": _json_value(item.current),
+                "current": json_value(item.current),
                 "target": item.target,
                 "expected": expected_json(item.goal),
-                "desired": _json_value(item.desired),
+                "desired": json_value(item.desired),
                 "why": item.why,
                 "risk": item.risk,
                 "reason": item.reason,
@@ -300,7 +300,7 @@ def plan_dict(
         "reach": reach_dict(reach),
         "apply_command": apply_command,
         "record": None if result is None else result.record_id,
-        "written": [] if result is None else _changes_json(result.written),
+        "written": [] if result is None else changes_json(result.written),
         "seconds": None if result is None else round(result.seconds, 4),
         "problems": [] if result is None else list(result.problems),
     }
@@ -319,215 +319,11 @@ def _persist_json(dropin: DropinPlan) -> dict[str, Any]:
     }
 
 
-def _change_text(change: Change, short: bool = False) -> str:
+def change_text(change: Change, short: bool = False) -> str:
     before = " ".join(change.before.split()) or '""'
     after = " ".join(change.after.split()) or '""'
     return f"{short_name(change.name) if short else change.name}: {before} -> {after}"
 
 
-def _changes_json(changes: Sequence[Change]) -> list[dict[str, str]]:
+def changes_json(changes: Sequence[Change]) -> list[dict[str, str]]:
     return [{"name": c.name, "before": c.before, "after": c.after} for c in changes]
-
-
-@terminal_safe
-def rollback_text(result: RollbackResult) -> str:
-    """Return what a rollback restored and verified, or (a dry run) would restore."""
-    record = result.record
-    dry_run = result.entry_id is None
-    verb = "would undo" if dry_run else "undid"
-    lines = [
-        f"tcptune rollback: {verb} apply #{record.id} of {record.profile}",
-        f"  applied {iso_time(record.time)} by {record.who.describe()}",
-    ]
-    if dry_run:
-        lines += [f"  would set {_change_text(c, short=True)}" for c in result.restored]
-    else:
-        lines += [f"  {_change_text(c, short=True)} (verified)" for c in result.restored]
-    if not result.restored:
-        lines.append(f"  every key already {'has' if dry_run else 'had'} its previous value")
-    for note in result.notes:
-        lines += _wrapped(note, "  note: ")
-    if record.dropin is not None:
-        action = result.dropin_action
-        shown = f"would be {action}" if dry_run and action in ("restored", "removed") else action
-        lines += _wrapped(f"{record.dropin.path}: {shown}", "  drop-in ")
-    if dry_run:
-        lines.append("Nothing was written (--dry-run).")
-    else:
-        lines.append(f"Recorded as #{result.entry_id} in the history.")
-    return "\n".join(lines) + "\n"
-
-
-def rollback_dict(result: RollbackResult) -> dict[str, Any]:
-    """Return a rollback as JSON-ready data (schema 1)."""
-    record = result.record
-    return {
-        "schema": JSON_SCHEMA_VERSION,
-        "undid": record.id,  # with dry_run: the apply it would undo
-        "dry_run": result.entry_id is None,
-        "profile": record.profile,
-        "entry": result.entry_id,
-        "restored": _changes_json(result.restored),
-        "dropin": None
-        if record.dropin is None
-        else {"path": record.dropin.path, "action": result.dropin_action},
-        "notes": list(result.notes),
-        "problems": list(result.problems),
-    }
-
-
-@terminal_safe
-def forget_text(result: ForgetResult) -> str:
-    """Return which record `rollback --forget` dropped, and that nothing was restored."""
-    record = result.record
-    lines = [
-        f"tcptune rollback --forget: dropped apply #{record.id} of {record.profile} "
-        "from the undo stack; nothing was written",
-        f"  applied {iso_time(record.time)} by {record.who.describe()}",
-    ]
-    lines += [f"  {_change_text(c, short=True)} (not restored)" for c in record.changes]
-    if record.dropin is not None:
-        lines += _wrapped(f"{record.dropin.path} is left as it is", "  drop-in ")
-    lines.append(f"Recorded as #{result.entry_id} in the history.")
-    return "\n".join(lines) + "\n"
-
-
-def forget_dict(result: ForgetResult) -> dict[str, Any]:
-    """Return a `rollback --forget` as JSON-ready data (schema 1)."""
-    return {
-        "schema": JSON_SCHEMA_VERSION,
-        "forgot": result.record.id,
-        "profile": result.record.profile,
-        "entry": result.entry_id,
-        "discarded": _changes_json(result.record.changes),
-        "problems": list(result.problems),
-    }
-
-
-@terminal_safe
-def verify_text(report: VerifyReport) -> str:
-    """Return the live drift and, per key, the boot-time file that sets it."""
-    from tcptune.apply.plan import Action
-
-    plan = report.plan
-    drifted = len(report.drifted)
-    verdict = f"{drifted} of {len(plan.items)} keys drifted" if drifted else "no drift"
-    lines = [f"tcptune verify {plan.profile}: {verdict}", _where_line(plan.context)]
-    state = {
-        Action.KEEP: "ok",
-        Action.CHANGE: "DRIFT",
-        Action.SKIP: "skipped",
-        Action.BLOCKED: "DRIFT",
-    }
-    rows = [
-        (
-            short_name(i.name),
-            _value_shown(i, i.current) if i.current is not None else "-",
-            i.target,
-            state[i.action],
-        )
-        for i in plan.items
-    ]
-    lines += ["", indent(table(rows, ("setting", "live", "target", "state")))]
-    for item in plan.items:
-        if item.reason:
-            lines += _wrapped(f"{short_name(item.name)}: {item.reason}", "  ", "    ")
-    lines += ["", "At boot (sysctl.d files in name order, /etc/sysctl.conf last)"]
-    for item in plan.items:
-        setting = report.boot.get(item.name)
-        if setting is None:
-            text = f"{short_name(item.name)}: no file sets it; the kernel default applies"
-        else:
-            text = f"{short_name(item.name)}: {setting.value} from {setting.where()}"
-            if not report.boot_agrees.get(item.name, False):
-                text += " (misses the target: a reboot brings drift back)"
-        lines += _wrapped(text, "  ", "    ")
-    for problem in report.problems:
-        lines += _wrapped(problem, "  cannot read: ")
-    return "\n".join(lines) + "\n"
-
-
-def verify_dict(report: VerifyReport) -> dict[str, Any]:
-    """Return a verify report as JSON-ready data (schema 1)."""
-    from tcptune.apply.plan import Action
-
-    state = {Action.KEEP: "ok", Action.CHANGE: "drift", Action.SKIP: "skipped"}
-    items = []
-    for item in report.plan.items:
-        boot = report.boot.get(item.name)
-        items.append(
-            {
-                "name": item.name,
-                "state": state.get(item.action, "missing"),
-                "live": _json_value(item.current),
-                "target": item.target,
-                "expected": expected_json(item.goal),
-                "reason": item.reason,
-                "boot": None
-                if boot is None
-                else {
-                    "file": str(boot.file),
-                    "line": boot.line,
-                    "value": boot.value,
-                    "meets_target": report.boot_agrees.get(item.name, False),
-                },
-            }
-        )
-    return {
-        "schema": JSON_SCHEMA_VERSION,
-        "profile": report.plan.profile,
-        "drifted": bool(report.drifted),
-        "context": _context_json(report.plan.context),
-        "items": items,
-        "problems": list(report.problems),
-    }
-
-
-@terminal_safe
-def history_text(entries: Sequence[HistoryEntry], log: HistoryLog | None = None) -> str:
-    """Return past applies and rollbacks, oldest first, then any line that could not be read."""
-    problems = list(log.problems) if log is not None else []
-    if not entries and not problems:
-        return "No apply or rollback recorded yet.\n"
-    lines = []
-    for entry in entries:
-        what = f"{entry.action} {entry.outcome}"
-        if entry.undoes is not None:
-            what += f" (undid #{entry.undoes})"
-        lines.append(f"#{entry.id}  {iso_time(entry.time)}  {what}  profile {entry.profile}")
-        lines.append(f"    by {entry.who.describe()}")
-        if entry.netns:
-            lines.append(f"    in {entry.netns}")
-        lines += [f"    {_change_text(c)}" for c in entry.changes]
-        if entry.dropin:
-            lines.append(f"    drop-in {entry.dropin}")
-        if entry.outcome in ("failed", "forgotten"):
-            lines += _wrapped(entry.message, "    ")
-    if problems:
-        lines.append("Unreadable history lines (skipped; the entries above are all the others):")
-        lines += [line for problem in problems for line in _wrapped(problem, "    ")]
-    return "\n".join(lines) + "\n"
-
-
-def history_dict(entries: Sequence[HistoryEntry], log: HistoryLog | None = None) -> dict[str, Any]:
-    """Return the history as JSON-ready data (schema 1), with any unreadable lines."""
-    return {
-        "schema": JSON_SCHEMA_VERSION,
-        "problems": list(log.problems) if log is not None else [],
-        "entries": [
-            {
-                "id": e.id,
-                "time": iso_time(e.time),
-                "action": e.action,
-                "outcome": e.outcome,
-                "profile": e.profile,
-                "who": {"uid": e.who.uid, "user": e.who.user, "sudo_user": e.who.sudo_user},
-                "changes": _changes_json(e.changes),
-                "dropin": e.dropin,
-                "message": e.message,
-                "undoes": e.undoes,
-                "netns": e.netns,
-            }
-            for e in entries
-        ],
-    }
