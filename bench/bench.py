@@ -116,6 +116,11 @@ def run_scenario(cfg: dict[str, Any]) -> dict[str, Any]:
             f"  created in {scenario['create_s']:.1f} s; ss counts {counts}"
             + ("" if scenario["counts_ok"] else f"  MISMATCH, expected {plan.expected}")
         )
+        if cfg.get("shell"):  # --shell: a profiling session inside the built scenario
+            scenario["shell_exit"] = subprocess.run(
+                ["sh", "-c", cfg["shell"]], check=False
+            ).returncode
+            return scenario
         with open("/proc/loadavg", encoding="ascii") as handle:
             scenario["loadavg_before"] = handle.read().split()[:3]
         results, done, stopped = measure_all(
@@ -229,6 +234,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-idle", action="store_true", help="skip the idle-namespace scenario")
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results path")
     parser.add_argument("--markdown", action="store_true", help="also print Markdown tables")
+    parser.add_argument(
+        "--shell",
+        metavar="CMD",
+        help="instead of measuring, run `sh -c CMD` inside each built scenario (for profiling; "
+        "TIME_WAIT expires 60 s after it is built)",
+    )
     parser.add_argument("--inner-scenario", help=argparse.SUPPRESS)
     parser.add_argument("--inner-result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -345,9 +356,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             ],
             "dests": args.dests,
             "timeout": args.timeout,
+            "shell": args.shell,
         }
         started = time.time()
         scenarios = [run_in_namespace(cfg) for cfg in scenario_configs(args, base)]
+    if args.shell:
+        sys.exit(max((sc.get("shell_exit", 1) for sc in scenarios), default=0))
     result = {
         "meta": {
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
