@@ -14,7 +14,7 @@ from tcptune.exitcodes import BadInputError, ExitStatus, TcptuneError, Unavailab
 from tcptune.inspect.inspector import inspect_settings
 from tcptune.inspect.procfs import ProcFS
 from tcptune.model.snapshot import Context, ReadStatus, Snapshot
-from tcptune.model.sysctls import KNOWN_SYSCTLS, SysctlSpec
+from tcptune.model.sysctls import GLOBAL_BEHIND_NAMESPACE, KNOWN_SYSCTLS, SysctlSpec
 from tcptune.model.values import SysctlValue, format_value
 from tcptune.profiles.model import Profile, Target
 
@@ -96,6 +96,10 @@ UNLISTED_NETNS = (
     "outside tcptune's catalogue, allowed by --allow-unlisted: a net.* key, so it changes "
     "this network namespace if the kernel keeps it per namespace, else the whole host"
 )
+UNLISTED_GLOBAL = (
+    "outside tcptune's catalogue, allowed by --allow-unlisted: host-wide although every "
+    "network namespace shows it, so the write changes the whole machine"
+)
 UNLISTED_HOST = (
     "outside tcptune's catalogue, allowed by --allow-unlisted: not a net.* key, so it is "
     "host-wide: the write changes the whole machine, every container included"
@@ -112,6 +116,17 @@ def _unlisted(base: PlanItem, allow_unlisted: bool, initial_netns: bool | None) 
             "write it anyway",
             blocked_status=ExitStatus.BAD_INPUT,
         )
+    global_because = GLOBAL_BEHIND_NAMESPACE.get(base.name)
+    if global_because is not None:
+        if initial_netns is not True:
+            return replace(
+                base,
+                reason="not in tcptune's catalogue, and host-wide although every network "
+                f"namespace shows it: {global_because}; so it is refused inside a "
+                "container's network namespace; apply it on the host",
+                blocked_status=ExitStatus.BAD_INPUT,
+            )
+        return replace(base, scope_note=f"{UNLISTED_GLOBAL}: {global_because}")
     if base.name.startswith("net."):
         return replace(base, scope_note=UNLISTED_NETNS)
     if initial_netns is not True:

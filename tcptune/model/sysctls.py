@@ -266,6 +266,20 @@ AUXILIARY_SYSCTLS: tuple[SysctlSpec, ...] = (
 )
 
 
+# net.* keys every network namespace shows (they sit in ipv4_net_table) although
+# their value is one for the whole kernel: a write from inside a container
+# changes the host. Name -> the kernel code that makes it global.
+GLOBAL_BEHIND_NAMESPACE: Mapping[str, str] = MappingProxyType(
+    {
+        "net.ipv4.tcp_allowed_congestion_control": (
+            "proc_allowed_congestion_control() calls tcp_set_allowed_congestion_control(), "
+            "which marks algorithms in the kernel's one tcp_cong_list "
+            "(net/ipv4/sysctl_net_ipv4.c, net/ipv4/tcp_cong.c)"
+        ),
+    }
+)
+
+
 # The short form of a sysctl name, as reports show keys and users type them
 # (tcp_fin_timeout for net.ipv4.tcp_fin_timeout): the one rule for display,
 # --ignore ID:KEY and explain lookups.

@@ -127,3 +127,33 @@ def test_a_read_only_key_is_blocked_in_the_dry_run(container_proc: ProcFS, tmp_p
     key.chmod(0o444)  # as net.core.rmem_max shows inside a container
     [item] = read_plan(raw_profile("ro", {"net.ipv4.tcp_fin_timeout": 17}), ProcFS(tree)).items
     assert item.action is Action.BLOCKED and "read-only here (mode 0444)" in (item.reason or "")
+
+
+def _with_allowed_cc(source: Path, tmp_path: Path) -> ProcFS:
+    import shutil
+
+    tree = tmp_path / "proc"
+    shutil.copytree(source, tree, symlinks=True)
+    (tree / "sys/net/ipv4/tcp_allowed_congestion_control").write_text("reno cubic\n")
+    return ProcFS(tree)
+
+
+def test_a_namespace_visible_global_key_is_host_wide_on_the_host(
+    old_host_proc: ProcFS, tmp_path: Path
+) -> None:
+    procfs = _with_allowed_cc(old_host_proc.root, tmp_path)
+    profile = raw_profile("cc", {"net.ipv4.tcp_allowed_congestion_control": "reno"})
+    [item] = read_plan(profile, procfs, allow_unlisted=True).items
+    assert item.action is Action.CHANGE
+    assert "host-wide although every network namespace shows it" in (item.scope_note or "")
+    assert "tcp_cong_list" in (item.scope_note or "")
+
+
+def test_a_namespace_visible_global_key_is_refused_in_a_container(
+    container_proc: ProcFS, tmp_path: Path
+) -> None:
+    procfs = _with_allowed_cc(container_proc.root, tmp_path)
+    profile = raw_profile("cc", {"net.ipv4.tcp_allowed_congestion_control": "reno"})
+    [item] = read_plan(profile, procfs, allow_unlisted=True).items
+    assert item.action is Action.BLOCKED and item.blocked_status is ExitStatus.BAD_INPUT
+    assert "refused inside a container's network namespace" in (item.reason or "")

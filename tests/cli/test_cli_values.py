@@ -80,3 +80,23 @@ def test_a_text_sysctl_validates_audits_applies_and_verifies(
     code, out, err = cli("rollback", "--state-dir", str(tmp_path / "state"))
     assert (code, err) == (ExitStatus.OK, ""), out
     assert live(CONGESTION) == before
+
+
+ALLOWED_CC = "net.ipv4.tcp_allowed_congestion_control"
+
+
+def test_a_namespace_visible_but_host_wide_key_is_refused_in_a_namespace(
+    netns: str, tmp_path: Path, cli: CliRun
+) -> None:
+    # The namespace shows the key, but tcp_set_allowed_congestion_control() edits the
+    # kernel's one list: a write here would change the host. The profile asks for the
+    # current value, so even a wrong write could not change anything.
+    before = live(ALLOWED_CC)
+    profile = str(write_profile(tmp_path, "allowed", {ALLOWED_CC: {"value": before}}))
+    code, out, err = cli("apply", profile, *where(tmp_path), "--apply", "--allow-unlisted")
+    assert code == ExitStatus.BAD_INPUT, out
+    assert "host-wide although every network namespace shows it" in err
+    assert "tcp_set_allowed_congestion_control()" in err and "nothing was changed" in err
+    assert live(ALLOWED_CC) == before
+    state = tmp_path / "state"
+    assert not state.exists() or {entry.name for entry in state.iterdir()} <= {"lock"}  # no record
