@@ -4,14 +4,14 @@ Each command parses its options, calls one function of the core, hands the
 result to tcptune.output and returns an ExitStatus. Errors are mapped to exit
 statuses in one place, TcptuneGroup.main (group.py). Commands live by theme:
 inspection (audit, watch), reference (profiles, explain), changes (apply,
-rollback, verify, history).
+rollback, verify, history); the group imports a command's module only when
+that command runs (COMMANDS in group.py), so an audit does not pay for apply.
 """
 
 from __future__ import annotations
 
 from typing import NoReturn
 
-from tcptune.cli import changes, inspection, reference, sockets  # noqa: F401  (registers commands)
 from tcptune.cli.group import cli
 
 

@@ -15,7 +15,6 @@ from tcptune.cli.group import (
     NETNS_LABEL,
     PROFILE_DIR_OPTION,
     SECONDS_OR_ZERO,
-    cli,
     profile_locator,
 )
 from tcptune.cli.habits import complete_profile
@@ -87,7 +86,7 @@ def _environment(
     )
 
 
-@cli.command()
+@click.command()
 @click.argument("profile_name", metavar="PROFILE", shell_complete=complete_profile)
 @click.option(
     "--apply",
@@ -220,7 +219,7 @@ def _report(text: str, problems: tuple[str, ...], status: ExitStatus) -> ExitSta
     return status
 
 
-@cli.command()
+@click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print what was restored as JSON.")
 @click.option(
     "--forget",
@@ -302,7 +301,7 @@ def rollback(
     return _report(text, result.problems, result.status)
 
 
-@cli.command()
+@click.command()
 @click.argument("profile_name", metavar="PROFILE", shell_complete=complete_profile)
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON (schema 1).")
 @BOOT_ROOT_OPTION
@@ -340,7 +339,7 @@ def verify(
     return report.status
 
 
-@cli.command()
+@click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the history as JSON (schema 1).")
 @click.option("-n", "--last", type=click.IntRange(min=1), help="Show only the last N entries.")
 @STATE_DIR_OPTION

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Sequence
+from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 import click
 
@@ -30,8 +31,99 @@ def _fail(message: str, status: int, check: bool = False) -> NoReturn:
     sys.exit(int(status))
 
 
+class LazyCommand(NamedTuple):
+    """Where a command lives (``module:attribute``) and the short help `tcptune --help` lists."""
+
+    target: str
+    short_help: str
+
+
+# Every command, imported only when it runs (click's lazy-loading pattern): an audit does
+# not load apply's modules. The short help is each command's first docstring sentence, as
+# click makes it; tests/cli/test_lazy_commands.py checks both columns against the commands.
+COMMANDS: dict[str, LazyCommand] = {
+    "apply": LazyCommand(
+        "tcptune.cli.changes:apply",
+        "Show what PROFILE would change; with --apply, change it all or nothing.",
+    ),
+    "audit": LazyCommand(
+        "tcptune.cli.inspection:audit",
+        "Report TCP settings, sockets per state and counters, with findings.",
+    ),
+    "explain": LazyCommand(
+        "tcptune.cli.reference:explain",
+        "Explain a TCP state, sysctl, socket option or finding ID; alone, list topics.",
+    ),
+    "help": LazyCommand(
+        "tcptune.cli.reference:help_command",
+        "Show the help of tcptune, or of COMMAND (the same as COMMAND --help).",
+    ),
+    "history": LazyCommand(
+        "tcptune.cli.changes:history",
+        "List past applies and rollbacks: when, who, which profile, what changed.",
+    ),
+    "profiles": LazyCommand(
+        "tcptune.cli.reference:profiles",
+        "List workload profiles, or show one with `profiles show NAME`.",
+    ),
+    "rollback": LazyCommand(
+        "tcptune.cli.changes:rollback",
+        "Undo the newest apply not yet rolled back, and verify every key.",
+    ),
+    "sockets": LazyCommand(
+        "tcptune.cli.sockets:sockets",
+        "Show every TCP socket's options as the kernel holds them, and who holds it.",
+    ),
+    "verify": LazyCommand(
+        "tcptune.cli.changes:verify",
+        "Compare live values with PROFILE, and show which boot-time file sets each key.",
+    ),
+    "watch": LazyCommand(
+        "tcptune.cli.inspection:watch",
+        "Watch sockets per state and TCP counter rates live, marking what is rising.",
+    ),
+}
+
+
+def _short_help(name: str, limit: int = 45) -> str:
+    """Return the short help of command ``name`` shortened to ``limit`` the way click does."""
+    return click.Command(name, help=COMMANDS[name].short_help).get_short_help_str(limit)
+
+
 class TcptuneGroup(click.Group):
-    """A click group that maps every exception to one stderr line and an ExitStatus."""
+    """A click group that loads its commands lazily and maps every exception to an ExitStatus."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Return every command name, without importing any command's module."""
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """Return the command ``cmd_name``, importing its module the first time it is asked for."""
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, _, attribute = COMMANDS[cmd_name].target.partition(":")
+            command = getattr(import_module(module), attribute)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{COMMANDS[cmd_name].target} is not a click command")
+            self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List the commands with their short help from COMMANDS (no command is imported)."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)  # as click.Group does
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, _short_help(name, limit)) for name in names])
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        """Complete command names (help from COMMANDS, nothing imported), then the options."""
+        from click.shell_completion import CompletionItem
+
+        commands = [
+            CompletionItem(name, help=_short_help(name))
+            for name in self.list_commands(ctx)
+            if name.startswith(incomplete)
+        ]
+        return [*commands, *click.Command.shell_complete(self, ctx, incomplete)]
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         """Parse the global options wherever they are: `tcptune audit --netns blue` too."""
@@ -87,6 +179,8 @@ class TcptuneGroup(click.Group):
 MAX_SECONDS = 86400.0  # one day: the longest interval or wait any option accepts
 
 if TYPE_CHECKING:  # click.ParamType is generic only from click 8.4 on; pyproject allows 8.2
+    from click.shell_completion import CompletionItem
+
     _FloatParamType = click.ParamType[float]
 else:
     _FloatParamType = click.ParamType

@@ -10,14 +10,14 @@ from typing import Any
 
 import click
 
-from tcptune.cli.group import NETNS_LABEL, PROFILE_DIR_OPTION, SECONDS, cli
+from tcptune.cli.group import NETNS_LABEL, PROFILE_DIR_OPTION, SECONDS
 from tcptune.cli.habits import complete_profile
 from tcptune.cli.sockets import BTF_CACHE_OPTION, bpf_seams, report_unavailable
 from tcptune.exitcodes import ExitStatus, TcptuneError
 from tcptune.output import AUDIT_FORMATS
 
 
-@cli.command()
+@click.command()
 @click.option(
     "--format",
     "output_format",
@@ -253,7 +253,7 @@ def _emit(text: str, output: Path | None) -> None:
         ) from exc
 
 
-@cli.command()
+@click.command()
 @click.option(
     "--interval",
     type=SECONDS,

@@ -7,12 +7,12 @@ from typing import Any
 
 import click
 
-from tcptune.cli.group import PROFILE_DIR_OPTION, cli, profile_locator
+from tcptune.cli.group import PROFILE_DIR_OPTION, profile_locator
 from tcptune.cli.habits import complete_command, complete_profile, complete_topic
 from tcptune.exitcodes import ExitStatus
 
 
-@cli.group(invoke_without_command=True)
+@click.group(invoke_without_command=True)
 @PROFILE_DIR_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 @click.pass_context
@@ -81,7 +81,7 @@ def profiles_show(
 # verify, history: the only commands that write, and their records.
 
 
-@cli.command()
+@click.command()
 @click.argument("topic", required=False, shell_complete=complete_topic)
 @click.option(
     "--show",
@@ -137,7 +137,7 @@ def explain(_procfs: Any, topic: str | None, show: bool) -> ExitStatus:
     return ExitStatus.OK
 
 
-@cli.command("help")
+@click.command("help")
 @click.argument("command", nargs=-1, shell_complete=complete_command)
 @click.pass_context
 def help_command(ctx: click.Context, command: tuple[str, ...]) -> ExitStatus:

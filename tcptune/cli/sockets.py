@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from tcptune.cli.group import NETNS_LABEL, cli
+from tcptune.cli.group import NETNS_LABEL
 from tcptune.exitcodes import ExitStatus
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ STATE_NAMES = [
 ]
 
 
-@cli.command()
+@click.command()
 @click.option(
     "--pid",
     "holder_pid",
