@@ -40,6 +40,11 @@ def loaded_modules(*args: str) -> set[str]:
     return set(line.split()[1:])
 
 
+def context(group: click.Group) -> click.Context:
+    """Return a top-level context for ``group`` with its own settings (as ``main`` makes it)."""
+    return click.Context(group, info_name="tcptune", **group.context_settings)
+
+
 def eager_group() -> click.Group:
     """Return a plain click group holding every command, loaded up front (the old way)."""
     commands = {}
@@ -64,17 +69,17 @@ def test_the_table_names_each_command_and_its_own_short_help() -> None:
 
 
 def test_group_help_lists_every_command_as_an_eager_group_would() -> None:
-    lazy = cli.get_help(click.Context(cli, info_name="tcptune"))
+    lazy = cli.get_help(context(cli))
     eager = eager_group()
-    assert lazy == eager.get_help(click.Context(eager, info_name="tcptune"))
+    assert lazy == eager.get_help(context(eager))
     assert all(f"\n  {name}  " in lazy for name in COMMANDS)
 
 
 def test_command_name_completion_matches_an_eager_group() -> None:
     eager = eager_group()
     for incomplete in ("", "a", "pro", "--", "nosuch"):
-        lazy_items = cli.shell_complete(click.Context(cli, info_name="tcptune"), incomplete)
-        eager_items = eager.shell_complete(click.Context(eager, info_name="tcptune"), incomplete)
+        lazy_items = cli.shell_complete(context(cli), incomplete)
+        eager_items = eager.shell_complete(context(eager), incomplete)
         assert [(item.value, item.help) for item in lazy_items] == [
             (item.value, item.help) for item in eager_items
         ], incomplete
