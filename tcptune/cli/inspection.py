@@ -12,7 +12,7 @@ import click
 
 from tcptune.cli.group import NETNS_LABEL, PROFILE_DIR_OPTION, SECONDS
 from tcptune.cli.habits import complete_profile
-from tcptune.cli.sockets import BTF_CACHE_OPTION, bpf_seams, report_unavailable
+from tcptune.cli.sockets import BTF_CACHE_OPTION, bpf_seams, report_owners, report_unavailable
 from tcptune.exitcodes import ExitStatus, TcptuneError
 from tcptune.output import AUDIT_FORMATS
 
@@ -56,8 +56,18 @@ from tcptune.output import AUDIT_FORMATS
     "--owners/--no-owners",
     default=True,
     show_default=True,
-    help="Name the processes holding CLOSE_WAIT sockets and shared listeners. Costs a "
-    "readlink per open descriptor on the host: skip it for frequent monitoring runs.",
+    help="Name the processes holding CLOSE_WAIT sockets and shared listeners. Costs one "
+    "BPF task_file pass over the host's descriptors (root), else a readlink per open "
+    "descriptor: skip it for frequent monitoring runs.",
+)
+@click.option(
+    "--owners-source",
+    type=click.Choice(["auto", "bpf", "procfs"]),
+    default="auto",
+    show_default=True,
+    help="Where owners come from: auto uses the BPF task_file iterator when it can run "
+    "(CAP_BPF and CAP_PERFMON, BTF) and /proc/PID/fd links otherwise; bpf makes its "
+    "absence an incomplete inspection (3); procfs never loads BPF.",
 )
 @click.option(
     "--interval",
@@ -109,6 +119,7 @@ def audit(
     profile_dirs: tuple[Path, ...],
     ignore: tuple[str, ...],
     owners: bool,
+    owners_source: str,
     interval: float | None,
     source: str,
     socket_options: bool | None,
@@ -138,6 +149,7 @@ def audit(
     every error is 3 UNKNOWN.
     """
     from tcptune.inspect.inspector import SocketSource
+    from tcptune.inspect.owners import OwnerSource
     from tcptune.output.audit import audit_output
     from tcptune.run.audit import run_audit
 
@@ -164,8 +176,11 @@ def audit(
         owners=owners,
         options=None if socket_options is False else bpf_seams(btf_cache),
         options_required=bool(socket_options),
+        owners_source=OwnerSource(owners_source),
+        owner_seams=bpf_seams(btf_cache),
     )
     report_unavailable(result.snapshot.sockopts)
+    report_owners(result.snapshot.owners)
     for word in result.unmatched_ignores:
         if not any(word in shown for shown in unknown_words):
             click.echo(
@@ -292,7 +307,8 @@ def _emit(text: str, output: Path | None) -> None:
     default=False,
     show_default=True,
     help="Also show the processes holding CLOSE_WAIT sockets, each with its trend. Costs "
-    "a readlink per open descriptor on the host per refresh while CLOSE_WAIT sockets exist.",
+    "one BPF task_file pass (root), else a readlink per open descriptor on the host, per "
+    "refresh while CLOSE_WAIT sockets exist.",
 )
 @click.option(
     "--once",
@@ -349,7 +365,8 @@ def watch(
     if once and count is not None:
         raise UsageError("--once prints one refresh; it cannot go with --count")
     netns_name = click.get_current_context().meta.get(NETNS_LABEL)
-    take, held = live.live_sources(procfs, SocketSource(source), netns_name, owners)
+    seams = bpf_seams(None) if owners else None  # owners: BPF task_file when it can run
+    take, held = live.live_sources(procfs, SocketSource(source), netns_name, owners, seams)
     unicode = "utf" in (sys.stdout.encoding or "").lower()
     full_screen = sys.stdout.isatty() and os.environ.get("TERM") != "dumb" and not once
     if as_json or not full_screen:

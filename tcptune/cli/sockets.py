@@ -44,6 +44,14 @@ def report_unavailable(status: Any) -> None:
         click.echo(f"tcptune: debug: socket options: {status.detail}", err=True)
 
 
+def report_owners(owners: Any) -> None:
+    """Print, with --debug, where socket owners came from and why BPF was not used."""
+    if owners is not None and debug_requested():
+        why = f" ({owners.bpf_detail})" if owners.bpf_detail else ""
+        cost = owners.cost_seconds * 1000
+        click.echo(f"tcptune: debug: owners via {owners.source}{why}, {cost:.0f} ms", err=True)
+
+
 # TcpState names a socket with options can be in (TIME_WAIT has none)
 STATE_NAMES = [
     *("ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2"),

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tcptune.inspect.counters import read_counters
-from tcptune.inspect.owners import look_up_owners
+from tcptune.inspect.owners import PROCFS_SOURCE, OwnerSource, look_up_owners
 from tcptune.inspect.procfs import ProcFS, ProcReadError, describe_os_error
 from tcptune.inspect.proctcp import read_proc_tcp
 from tcptune.inspect.sockdetails import DetailsBuilder
@@ -355,12 +355,16 @@ def inspect(
     options: BpfSeams | None = None,
     options_required: bool = False,
     options_max_sockets: int = OPTIONS_BY_DEFAULT_MAX_SOCKETS,
+    owners_source: OwnerSource = OwnerSource.AUTO,
+    owner_seams: BpfSeams | None = None,
 ) -> Snapshot:
     """Read settings, socket states and counters into a Snapshot; never raises for bad files.
 
     ``details`` also aggregates per-socket facts in the same pass; ``owners``
     then looks up the processes holding the CLOSE_WAIT sockets and shared
-    listeners (a readlink per open descriptor on the host); ``extra`` names
+    listeners (one BPF task_file pass with ``owner_seams``, else a readlink
+    per open descriptor on the host; ``owners_source`` BPF makes the
+    fallback a problem); ``extra`` names
     keys outside the catalogue to read too (those a profile sets);
     ``options`` reads every socket's options with the BPF iterator (and their
     owners with ``owners``); unavailable options are a problem only if
@@ -374,7 +378,11 @@ def inspect(
     counters = read_counters(procfs, problems)
     found = None
     if owners and sockets is not None and sockets.details is not None:
-        found = look_up_owners(procfs, sockets.details.owner_inodes())
+        found = look_up_owners(
+            procfs, sockets.details.owner_inodes(), source=owners_source, seams=owner_seams
+        )
+        if owners_source is OwnerSource.BPF and found.source == PROCFS_SOURCE:
+            problems.append(Problem("socket owners (BPF task_file)", found.bpf_unavailable or ""))
     sockopts = None
     if options is not None:
         live = sockets.all_sockets - sockets.total(TcpState.TIME_WAIT) if sockets else 0

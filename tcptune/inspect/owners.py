@@ -1,22 +1,44 @@
-"""Find which processes hold given socket inodes, by reading /proc/PID/fd links.
+"""Find which processes hold given socket inodes: BPF task_file, or /proc/PID/fd links.
 
 Only the inodes asked for are looked up (CLOSE_WAIT sockets, listeners), and
 psutil supplies process details (name, user) for the few PIDs that match.
+When privileged, one BPF task_file iteration (inspect/ownersbpf.py) lists
+every socket descriptor with its holder; otherwise, or when it cannot run,
+every /proc/PID/fd link is read. Both see every process of tcptune's PID
+namespace, whichever network namespace is inspected: the inode filter keeps
+the answer to the wanted sockets.
 """
 
 from __future__ import annotations
 
+import enum
 import os
 import pwd
+import time
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import compress
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tcptune.inspect.procfs import ProcFS, ProcReadError
 from tcptune.model.snapshot import Owner, SocketOwners
 
+if TYPE_CHECKING:
+    from tcptune.inspect.sockopts import BpfSeams
+
 _FILTER_BITS = 1 << 20  # a 128 KiB bitmap in front of the sorted inodes
+LIVE_PROC = Path("/proc")
+PROCFS_SOURCE = "procfs"  # the owners source when /proc/PID/fd links were read
+
+
+class OwnerSource(enum.Enum):
+    """Where socket holders come from (audit --owners-source)."""
+
+    AUTO = "auto"  # BPF task_file when it can run, else procfs
+    BPF = "bpf"  # BPF task_file; its absence makes the inspection incomplete
+    PROCFS = "procfs"  # a readlink per /proc/PID/fd entry
 
 
 class Holders(Mapping[int, tuple[int, ...]]):
@@ -170,9 +192,57 @@ def _from_tree(procfs: ProcFS, pid: int) -> Owner:
     return Owner(pid, name or "?", user)
 
 
-def look_up_owners(procfs: ProcFS, inodes: Iterable[int]) -> SocketOwners:
-    """Return who holds each of ``inodes``, with name and user of every holder found."""
-    holders = socket_holders(procfs, inodes)
+def holders_from_records(
+    wanted: Iterable[int], inodes: Sequence[int], pids: Sequence[int]
+) -> Holders:
+    """Return who holds each wanted inode, from (inode, pid) records of socket descriptors.
+
+    ``inodes`` and ``pids`` are parallel columns (the BPF iterator's strided
+    views): a set test in C picks the wanted records, so Python touches only
+    those.
+    """
+    chosen = list(wanted)
+    holders = Holders(chosen)
+    keep = set(chosen).__contains__
+    index, add = holders.index, holders.add
+    for inode, pid in compress(zip(inodes, pids, strict=True), map(keep, inodes)):
+        position = index(inode)
+        if position >= 0:
+            add(position, pid)
+    return holders
+
+
+def look_up_owners(
+    procfs: ProcFS,
+    inodes: Iterable[int],
+    *,
+    source: OwnerSource = OwnerSource.AUTO,
+    seams: BpfSeams | None = None,
+) -> SocketOwners:
+    """Return who holds each of ``inodes``, with name and user of every holder found.
+
+    BPF is tried on the live /proc unless ``source`` is PROCFS; why it was
+    not used is kept in the result (``bpf_unavailable``, ``bpf_detail``).
+    """
+    started = time.perf_counter()
+    wanted = list(inodes)
+    holders, used, why, detail = None, PROCFS_SOURCE, None, None
+    if source is OwnerSource.PROCFS:
+        why = "not tried (--owners-source procfs)"
+    elif procfs.root != LIVE_PROC:
+        why = f"{procfs.root} is not the live /proc"
+    elif wanted:
+        from tcptune.inspect import ownersbpf
+        from tcptune.inspect.sockopts import BpfSeams
+
+        try:
+            columns = ownersbpf.read_socket_files(procfs, seams or BpfSeams())
+            holders, used = holders_from_records(wanted, *columns), ownersbpf.SOURCE
+        except ownersbpf.OwnersBpfUnavailable as exc:
+            why, detail = f"owners via procfs: {exc.reason}", exc.detail
+    if holders is None:
+        holders = socket_holders(procfs, wanted)
     pids = holders.pids()
     processes = describe_processes(procfs, pids) if pids else {}  # no psutil import if none
-    return SocketOwners(holders, processes)
+    cost = time.perf_counter() - started
+    return SocketOwners(holders, processes, used, why, detail or why, cost)

@@ -1,16 +1,16 @@
 """Read every TCP socket's options in this network namespace, and who holds each socket.
 
 The BPF TCP iterator (inspect/bpf/) sees the options as the kernel stores
-them; owners are joined by socket inode (inspect/owners.py). Anything that
-stops the iterator (no privilege, no BTF, no iterator, a missing member, a
-refused program) becomes an InventoryStatus saying why, never an exception.
+them; owners are joined by socket inode (inspect/owners.py: the BPF
+task_file iterator when it runs). Anything that stops the iterator (no
+privilege, no BTF, no iterator, a missing member, a refused program)
+becomes an InventoryStatus saying why, never an exception.
 The seams are parameters: the BTF file, the cache directory, the bpf(2)
 caller, the members wanted and the program builder.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import socket
 import time
@@ -22,7 +22,7 @@ from typing import Any
 from tcptune.inspect.bpf import cache, loader, tcpiter
 from tcptune.inspect.bpf.btf import VMLINUX_BTF, BtfError, load_btf
 from tcptune.inspect.bpf.loader import IterProgram
-from tcptune.inspect.bpf.syscall import Bpf, BpfError
+from tcptune.inspect.bpf.syscall import Bpf, BpfError, bpf_reason
 from tcptune.inspect.procfs import ProcFS
 from tcptune.model.snapshot import Endpoint
 from tcptune.model.sockopts import (
@@ -74,7 +74,7 @@ def read_inventory(
     except BtfError as exc:
         return _unavailable(f"kernel BTF: {exc}", str(exc), requested)
     except BpfError as exc:
-        reason, detail = _bpf_reason(exc)
+        reason, detail = bpf_reason(exc)
         return _unavailable(reason, detail, requested)
     except ValueError as exc:
         return _unavailable(f"unexpected iterator output: {exc}", str(exc), requested)
@@ -86,7 +86,7 @@ def read_inventory(
     holders: dict[int, tuple[int, ...]] = {}
     processes: dict[int, Process] = {}
     if owners and sockets:
-        holders, processes = _owners(procfs, (s.inode for s in sockets))
+        holders, processes = _owners(procfs, (s.inode for s in sockets), seams)
     cost = time.perf_counter() - started
     inventory = SocketInventory(sockets, holders, processes, hz, cost, cached)
     return InventoryStatus(inventory, requested=requested)
@@ -96,38 +96,16 @@ def _unavailable(reason: str, detail: str, requested: bool) -> InventoryStatus:
     return InventoryStatus(None, f"socket options not available: {reason}", detail, requested)
 
 
-def _bpf_reason(exc: BpfError) -> tuple[str, str]:
-    """Return the user's reason and the --debug detail for a failed bpf(2) command."""
-    if exc.errno == errno.EPERM:
-        return f"needs CAP_BPF and CAP_PERFMON ({exc})", str(exc)
-    if exc.errno == errno.ENOSYS:
-        return f"this kernel has no bpf(2) ({exc})", str(exc)
-    if exc.log:
-        return "the kernel's verifier refused the program", exc.last_log_line
-    return str(exc), str(exc)
-
-
 def _layout(procfs: ProcFS, seams: BpfSeams) -> tuple[dict[str, Any], bool]:
     """Return the resolved layout, from the cache when this kernel's BTF was seen before."""
-    key = None
-    if seams.cache_dir is not None:
-        try:
-            release = procfs.read_text("sys/kernel/osrelease").strip()
-            question = repr([(w.name, w.paths, w.optional) for w in seams.wanted])
-            key = cache.btf_key(seams.btf_path, seams.notes_path, release, question)
-        except (OSError, ValueError) as exc:
-            seams.debug.append(f"BTF cache unused: {exc}")
-        if key is not None:
-            found = cache.load(seams.cache_dir, key)
-            if found is not None and _valid(found):
-                return found, True
-    resolved = tcpiter.resolve(load_btf(seams.btf_path), seams.wanted)
-    if key is not None and seams.cache_dir is not None:
-        try:
-            cache.store(seams.cache_dir, key, resolved)
-        except OSError as exc:
-            seams.debug.append(f"BTF cache not written: {exc}")
-    return resolved, False
+    return cache.cached_layout(
+        (seams.btf_path, seams.notes_path, seams.cache_dir),
+        lambda: procfs.read_text("sys/kernel/osrelease"),
+        repr([(w.name, w.paths, w.optional) for w in seams.wanted]),
+        lambda: tcpiter.resolve(load_btf(seams.btf_path), seams.wanted),
+        _valid,
+        seams.debug,
+    )
 
 
 def _valid(resolved: dict[str, Any]) -> bool:
@@ -218,16 +196,14 @@ def _address(raw: bytes | None) -> str:
 
 
 def _owners(
-    procfs: ProcFS, inodes: Iterable[int]
+    procfs: ProcFS, inodes: Iterable[int], seams: BpfSeams
 ) -> tuple[dict[int, tuple[int, ...]], dict[int, Process]]:
-    """Return who holds each socket inode, and each holder's name and user."""
-    from tcptune.inspect.owners import describe_processes, socket_holders
+    """Return who holds each socket inode (BPF task_file, else procfs), and their details."""
+    from tcptune.inspect.owners import look_up_owners
 
-    found = socket_holders(procfs, inodes)
-    holders = {inode: tuple(pids) for inode, pids in found.items()}
-    pids = {pid for group in holders.values() for pid in group}
-    described = describe_processes(procfs, pids) if pids else {}
-    processes = {pid: Process(pid, o.name, o.user) for pid, o in described.items()}
+    found = look_up_owners(procfs, inodes, seams=seams)
+    holders = {inode: tuple(pids) for inode, pids in found.holders.items()}
+    processes = {pid: Process(pid, o.name, o.user) for pid, o in found.processes.items()}
     return holders, processes
 
 

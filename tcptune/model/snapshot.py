@@ -164,6 +164,10 @@ class SocketOwners:
 
     holders: Mapping[int, tuple[int, ...]]  # socket inode -> PIDs (forked children share)
     processes: Mapping[int, Owner]  # PID -> name and user
+    source: str = "procfs"  # "bpf task_file" (one BPF iteration) or "procfs" (readlinks)
+    bpf_unavailable: str | None = None  # why BPF was not used (None: it was, or nothing wanted)
+    bpf_detail: str | None = None  # for --debug: the errno, the verifier's verdict
+    cost_seconds: float = 0.0  # the lookup's wall time, process details included
 
 
 @dataclass(frozen=True)

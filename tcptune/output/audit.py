@@ -129,9 +129,23 @@ def audit_dict(
         "keepalive": {"detection_seconds": keepalive_detection_seconds(snapshot)},
         "sockets": _sockets_dict(snapshot.sockets) if snapshot.sockets else None,
         "socket_options": inventory_dict(snapshot.sockopts),
+        "owners": _owners_dict(snapshot),
         "counters": counters_dict(snapshot, rates, interval),
         "profile": profile,
         "findings": [finding_dict(f) for f in findings],
+    }
+
+
+def _owners_dict(snapshot: Snapshot) -> dict[str, Any] | None:
+    """Return where socket owners came from (None: not looked up) and why BPF was not used."""
+    owners = snapshot.owners
+    if owners is None:
+        return None
+    return {
+        "source": owners.source,
+        "bpf_unavailable": owners.bpf_unavailable,
+        "sockets": len(owners.holders),
+        "processes": len(owners.processes),
     }
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from tcptune.advise import Evidence, advise_ignoring, counter_rates
 from tcptune.exitcodes import ExitStatus, UsageError
 from tcptune.inspect.inspector import OPTIONS_BY_DEFAULT_MAX_SOCKETS, SocketSource, inspect
+from tcptune.inspect.owners import OwnerSource
 from tcptune.inspect.procfs import ProcFS
 from tcptune.model.findings import Finding, exit_status
 from tcptune.model.snapshot import Snapshot
@@ -58,6 +59,8 @@ def run_audit(
     options: BpfSeams | None = None,
     options_required: bool = False,
     options_max_sockets: int = OPTIONS_BY_DEFAULT_MAX_SOCKETS,
+    owners_source: OwnerSource = OwnerSource.AUTO,
+    owner_seams: BpfSeams | None = None,
 ) -> AuditResult:
     """Inspect, compare with ``profile`` if given, and return the findings.
 
@@ -86,6 +89,8 @@ def run_audit(
             options=options,
             options_required=options_required,
             options_max_sockets=options_max_sockets,
+            owners_source=owners_source,
+            owner_seams=owner_seams,
         )
 
     if interval is not None:

@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tcptune.advise import counter_rates
 from tcptune.advise.teardown import ORPHANS_WARNING, TIME_WAIT_CAP_WARNING, timewait_minisockets
@@ -19,6 +20,9 @@ from tcptune.inspect.procfs import ProcFS
 from tcptune.model.snapshot import Snapshot
 from tcptune.model.tcpstates import TcpState
 from tcptune.run.trends import Trend, Window
+
+if TYPE_CHECKING:
+    from tcptune.inspect.sockopts import BpfSeams
 
 # The counters whose rate each refresh shows: (kernel table, counter name), in
 # display order. Tcp is /proc/net/snmp, TcpExt /proc/net/netstat.
@@ -284,13 +288,18 @@ def build_frame(
 
 
 def live_sources(
-    procfs: ProcFS, source: SocketSource, netns_name: str | None, owners: bool
+    procfs: ProcFS,
+    source: SocketSource,
+    netns_name: str | None,
+    owners: bool,
+    owner_seams: BpfSeams | None = None,
 ) -> tuple[Inspect, Owners | None]:
     """Return the refresh's inspection and, with ``owners``, its CLOSE_WAIT owner lookup.
 
     Without owners each refresh is one counts-only sock_diag dump; with them it
-    also keeps the CLOSE_WAIT inodes and reads every process's descriptors
-    (only while CLOSE_WAIT sockets exist), as the audit does.
+    also keeps the CLOSE_WAIT inodes and lists every process's socket
+    descriptors (only while CLOSE_WAIT sockets exist), as the audit does: one
+    BPF task_file pass with ``owner_seams`` when it can run, else procfs.
     """
     from tcptune.inspect.inspector import inspect
 
@@ -301,6 +310,7 @@ def live_sources(
             details=owners,
             owners=owners,
             netns_name=netns_name,
+            owner_seams=owner_seams,
         )
 
     if not owners:

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +77,37 @@ def store(cache_dir: Path, key: str, value: dict[str, Any]) -> None:
 
     cache_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
     atomic_write(cache_dir / f"btf-{key}.json", json.dumps(value, sort_keys=True), 0o644)
+
+
+def cached_layout(
+    where: tuple[Path, Path, Path | None],
+    release: Callable[[], str],
+    question: str,
+    resolve: Callable[[], dict[str, Any]],
+    valid: Callable[[dict[str, Any]], bool],
+    debug: list[str],
+) -> tuple[dict[str, Any], bool]:
+    """Return a resolved layout and whether it came from the cache.
+
+    ``where`` is (BTF file, kernel notes, cache directory or None). A cache
+    that cannot be keyed, read or written is only a --debug line: the layout
+    is then resolved from BTF (BtfError from ``resolve`` propagates).
+    """
+    btf_path, notes_path, cache_dir = where
+    key = None
+    if cache_dir is not None:
+        try:
+            key = btf_key(btf_path, notes_path, release().strip(), question)
+        except (OSError, ValueError) as exc:
+            debug.append(f"BTF cache unused: {exc}")
+        if key is not None:
+            found = load(cache_dir, key)
+            if found is not None and valid(found):
+                return found, True
+    resolved = resolve()
+    if key is not None and cache_dir is not None:
+        try:
+            store(cache_dir, key, resolved)
+        except OSError as exc:
+            debug.append(f"BTF cache not written: {exc}")
+    return resolved, False

@@ -1,17 +1,20 @@
 """A generic BPF iterator: build a record-copying program, load it, read its output.
 
-The program shape is the same for every iterator target (tcp here, task_file
-for owners later): take the object from the context, optionally convert it
-with a helper (bpf_skc_to_tcp_sock), copy a few fields into a fixed-size
-record on the stack with plain loads (the verifier checks each against BTF),
-and append the record to the seq_file with bpf_seq_write.
+The program shape is the same for every iterator target (tcp for the
+socket options, task_file for owners): take the object from the context,
+optionally convert it with a helper (bpf_skc_to_tcp_sock, bpf_sock_from_file),
+copy a few fields into a fixed-size record on the stack with plain loads (the
+verifier checks each against BTF), and append the record to the seq_file with
+bpf_seq_write. A pointer read from the context is checked for NULL first:
+iterators register theirs as PTR_TO_BTF_ID_OR_NULL (task_iter.c ctx_arg_info).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from tcptune.inspect.bpf import asm
 from tcptune.inspect.bpf.asm import R0, R1, R2, R3, R6, R7, R8, R10
@@ -96,8 +99,10 @@ def build(spec: IterProgram) -> bytes:
     for read in spec.reads:
         # r1 = the value: walk the pointers (each load checked against BTF), then load
         base = R6 if read.from_ctx else R8
-        for pointer in read.pointers:
+        for hop, pointer in enumerate(read.pointers):
             code.append(asm.load(8, R1, base, pointer))
+            if read.from_ctx and not hop:
+                code.append(_OUT + bytes([R1]))  # a context pointer may be NULL: skip
             base = R1
         for piece in range(read.pieces):
             step = piece * read.size
@@ -121,6 +126,24 @@ def build(spec: IterProgram) -> bytes:
             asm.jump_if_zero(part[3], out - index - 1) if len(part) == len(_OUT) + 1 else part
             for index, part in enumerate(code)
         ]
+    )
+
+
+def spec_from_layout(resolved: Mapping[str, Any]) -> IterProgram:
+    """Return the spec from a resolved (possibly cached, JSON-shaped) layout (KeyError: not one)."""
+    reads = tuple(
+        Read(r["name"], r["from_ctx"], tuple(r["pointers"]), r["offset"], r["size"], r["pieces"])
+        for r in resolved["reads"]
+    )
+    return IterProgram(
+        resolved["attach_btf_id"],
+        resolved["meta_offset"],
+        resolved["seq_offset"],
+        resolved["object_offset"],
+        resolved["seq_write"],
+        resolved["convert"],
+        reads,
+        resolved["clock"],
     )
 
 

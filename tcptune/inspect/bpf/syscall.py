@@ -47,6 +47,17 @@ class BpfError(Exception):
         return lines[-1] if lines else ""
 
 
+def bpf_reason(exc: BpfError) -> tuple[str, str]:
+    """Return the user's reason and the --debug detail for a failed bpf(2) command."""
+    if exc.errno == errno.EPERM:
+        return f"needs CAP_BPF and CAP_PERFMON ({exc})", str(exc)
+    if exc.errno == errno.ENOSYS:
+        return f"this kernel has no bpf(2) ({exc})", str(exc)
+    if exc.log:
+        return "the kernel's verifier refused the program", exc.last_log_line
+    return str(exc), str(exc)
+
+
 class Bpf:
     """The bpf(2) system call; an instance per process is enough."""
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from tcptune.inspect.bpf import loader
 from tcptune.inspect.bpf.btf import Btf, BtfError
-from tcptune.inspect.bpf.loader import IterProgram, Read
+from tcptune.inspect.bpf.loader import IterProgram
 
 SOCK = "inet_conn.icsk_inet.sk."
 COMMON = SOCK + "__sk_common."
@@ -139,20 +139,7 @@ def _resolve_one(btf: Btf, item: Wanted) -> tuple[dict[str, Any], Any]:
 
 def program_spec(resolved: dict[str, Any]) -> IterProgram:
     """Return the loader's spec from a resolved (possibly cached) layout."""
-    reads = tuple(
-        Read(r["name"], r["from_ctx"], tuple(r["pointers"]), r["offset"], r["size"], r["pieces"])
-        for r in resolved["reads"]
-    )
-    return IterProgram(
-        resolved["attach_btf_id"],
-        resolved["meta_offset"],
-        resolved["seq_offset"],
-        resolved["object_offset"],
-        resolved["seq_write"],
-        resolved["convert"],
-        reads,
-        resolved["clock"],
-    )
+    return loader.spec_from_layout(resolved)
 
 
 def record_decoder(resolved: dict[str, Any]) -> tuple[struct.Struct, list[str]]:
