@@ -397,6 +397,7 @@ def test_hosts_whose_tcptune_crashes_fail_and_the_fleet_is_still_reported(
 def test_apply_playbook_plans_in_check_mode_then_applies_once(
     ansible: Ansible, netns: str, tmp_path: Path
 ) -> None:
+    ansible = from_checkout(ansible)  # the code under test, not whatever the Python has installed
     state, dropins = tmp_path / "state", tmp_path / "sysctl.d"
     variables = {
         "tcptune_install": False,  # tcptune is installed here; the audit test covers install
@@ -432,6 +433,7 @@ def test_apply_playbook_plans_in_check_mode_then_applies_once(
 
 
 def test_a_failing_apply_stops_the_rollout(ansible: Ansible, netns: str, tmp_path: Path) -> None:
+    ansible = from_checkout(ansible)
     state, dropins = tmp_path / "state", tmp_path / "sysctl.d"
     # Two hosts, so the default serial of 20% makes two batches: the first one fails.
     inventory = ansible.inventory(
