@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Mapping
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from tcptune.model.findings import Finding, Severity
-from tcptune.model.snapshot import Owner, Snapshot, SocketDetails
+from tcptune.model.holding import HeldSockets
+from tcptune.model.snapshot import InodePorts, Owner, Snapshot, SocketDetails
 from tcptune.model.tcpstates import TcpState
 from tcptune.model.values import SysctlValue
 
 if TYPE_CHECKING:  # profiles (and tomllib) load only when a profile is asked for
+    from tcptune.model.closewait import CloseWaitSummary
     from tcptune.profiles.model import Profile
 
 
@@ -80,16 +83,53 @@ class Evidence:
         """Return a counter's change per second over --interval, if measured."""
         return None if self.rates is None else self.rates.get(name)
 
-    def holders(self, inode: int) -> tuple[int, ...]:
-        """Return the PIDs holding socket ``inode`` (empty without --owners)."""
-        owners = self.snapshot.owners
-        return owners.holders.get(inode, ()) if owners is not None else ()
-
     def process(self, pid: int) -> Owner:
         """Return name and user of a holder (``?`` if it vanished before it was described)."""
         owners = self.snapshot.owners
         found = owners.processes.get(pid) if owners is not None else None
         return found or Owner(pid, "?", "?")
+
+    @cached_property
+    def close_wait_sockets(self) -> tuple[array[int], array[int]]:
+        """Return the CLOSE_WAIT sockets' (inodes, local ports) columns, ascending by inode.
+
+        The tcp_info ages' columns when the dump sent them (every socket, inode 0
+        included), else the details' (procfs; constructed snapshots).
+        """
+        ages = self.snapshot.close_wait_ages
+        if ages is not None:
+            return ages.inodes, ages.local_ports
+        found = self.details.close_wait_inodes if self.details is not None else {}
+        if isinstance(found, InodePorts):
+            return found.inodes, found.ports
+        inodes = sorted(found)
+        return array("Q", inodes), array("H", (found[inode] for inode in inodes))
+
+    @cached_property
+    def close_wait_held(self) -> HeldSockets | None:
+        """Return the CLOSE_WAIT column grouped by holding PID; None without owners."""
+        owners = self.snapshot.owners
+        if owners is None:
+            return None
+        return HeldSockets.of(owners.holders, self.close_wait_sockets[0])
+
+    @cached_property
+    def close_wait_names(self) -> dict[str, tuple[tuple[int, ...], array[int]]]:
+        """Return process name -> (its PIDs, the CLOSE_WAIT indices they hold, each once)."""
+        held = self.close_wait_held
+        if held is None:
+            return {}
+        pids_of: dict[str, list[int]] = {}
+        for pid in sorted(held.by_pid):
+            pids_of.setdefault(self.process(pid).name, []).append(pid)
+        return {name: (tuple(pids), held.union(pids)) for name, pids in pids_of.items()}
+
+    @cached_property
+    def close_wait_summary(self) -> CloseWaitSummary | None:
+        """Return the CLOSE_WAIT ages overall and per process name, computed once per audit."""
+        from tcptune.advise.closewait import summarize  # it builds on this module
+
+        return summarize(self)
 
     def close_wait_by_process(self) -> dict[str, int] | None:
         """Return CLOSE_WAIT sockets per process name, each socket once per name; None if unknown.
@@ -98,25 +138,29 @@ class Evidence:
         so the values never add up to more than the sockets there are.
         None when owners were not looked up (--no-owners) or details are missing.
         """
-        details = self.details
-        if details is None or not self.owners_known:
+        if self.details is None or not self.owners_known:
             return None
-        per_name: Counter[str] = Counter()
-        for inode in details.close_wait_inodes:
-            per_name.update({self.process(pid).name for pid in self.holders(inode)})
-        return dict(per_name)
+        return {name: len(indices) for name, (_pids, indices) in self.close_wait_names.items()}
 
-    def owners_of(self, inodes_ports: Iterable[tuple[int, int]]) -> list[OwnerCount]:
-        """Rank the processes holding these (inode, local port) sockets, most first."""
-        per_pid: Counter[int] = Counter()
-        ports: dict[int, set[int]] = {}
-        for inode, port in inodes_ports:
-            for pid in self.holders(inode):
-                per_pid[pid] += 1
-                ports.setdefault(pid, set()).add(port)
+    def close_wait_owners(self) -> list[OwnerCount]:
+        """Rank the processes holding CLOSE_WAIT sockets, most first."""
+        held = self.close_wait_held
+        return self._ranked(held, self.close_wait_sockets[1]) if held is not None else []
+
+    def owners_of(self, inodes: Sequence[int], ports: Sequence[int]) -> list[OwnerCount]:
+        """Rank the processes holding these sockets (inodes, local ports in step), most first."""
+        owners = self.snapshot.owners
+        if owners is None:
+            return []
+        return self._ranked(HeldSockets.of(owners.holders, inodes), ports)
+
+    def _ranked(self, held: HeldSockets, ports: Sequence[int]) -> list[OwnerCount]:
+        ranked = sorted(held.by_pid.items(), key=lambda item: (-len(item[1]), item[0]))
         return [
-            OwnerCount(self.process(pid), count, tuple(sorted(ports[pid])))
-            for pid, count in per_pid.most_common()
+            OwnerCount(
+                self.process(pid), len(indices), tuple(sorted(set(map(ports.__getitem__, indices))))
+            )
+            for pid, indices in ranked
         ]
 
 

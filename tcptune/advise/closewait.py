@@ -1,48 +1,65 @@
-"""CLOSE_WAIT ages per process: the oldest, a coarse distribution and the leak rate."""
+"""CLOSE_WAIT ages per process: the oldest, a coarse distribution and the leak rate.
+
+Computed once per audit (Evidence.close_wait_summary) from the columns:
+each process name's sockets are an index array (Evidence.close_wait_names),
+so a group's oldest age and buckets are read in C (max, one sort), never
+through a record per socket.
+"""
 
 from __future__ import annotations
 
+from array import array
+
 from tcptune.advise.base import Evidence
-from tcptune.model.closewait import CloseWaitSummary, ProcessAges, bucket_counts
+from tcptune.model.closewait import CloseWaitSummary, ProcessAges, bucket_counts_ms
 from tcptune.model.units import duration
 
 TOP_PROCESSES = 10  # process names kept, the oldest first: bounded metric cardinality
 LEAK_SPAN = 600  # seconds of ages before a leak rate is worth printing
+NO_PROCESS = "(no process)"
 
 
 def summarize(ev: Evidence) -> CloseWaitSummary | None:
-    """Return the ages overall and per holding process name (top TOP_PROCESSES by oldest)."""
+    """Return the ages overall and per holding process name (top TOP_PROCESSES by oldest).
+
+    Use ``ev.close_wait_summary``, which calls this once per Evidence.
+    """
     found = ev.snapshot.close_wait_ages
-    if found is None or not found.ages:
+    if found is None or not len(found):
         return None
-    ages = found.ages
-    per_name: dict[str, list[int]] = {}
-    pids_of: dict[str, set[int]] = {}
-    holders = {inode: ev.holders(inode) for inode in ages}
-    described = {pid: ev.process(pid) for held in holders.values() for pid in held}
-    for inode in ages:
-        names = {described[pid].name for pid in holders.get(inode, ())} or {"(no process)"}
-        for name in names:  # forked workers sharing a socket: once per name
-            per_name.setdefault(name, []).append(inode)
-            pids_of.setdefault(name, set()).update(
-                p for p in holders.get(inode, ()) if described[p].name == name
-            )
-    processes = [
-        ProcessAges(
-            name,
-            tuple(sorted(pids_of[name])),
-            len(inodes),
-            max(ages[i][0] for i in inodes),
-            max(ages[i][1] for i in inodes),
-            bucket_counts([ages[i][0] for i in inodes]),
-        )
-        for name, inodes in per_name.items()
+    acks, data = found.last_ack_ms, found.last_data_ms
+    groups: list[tuple[str, tuple[int, ...], array[int] | None]] = [
+        (name, pids, indices) for name, (pids, indices) in ev.close_wait_names.items()
     ]
+    held = ev.close_wait_held
+    if held is None or not held.by_pid:
+        groups = [(NO_PROCESS, (), None)]  # None: the whole column
+    elif held.unheld:
+        groups.append((NO_PROCESS, (), held.unheld))
+    processes = []
+    for name, pids, indices in groups:
+        if indices is None:
+            ack_ms, data_ms = acks, data
+        else:
+            ack_ms = array("I", map(acks.__getitem__, indices))
+            data_ms = array("I", map(data.__getitem__, indices))
+        oldest = max(ack_ms)
+        processes.append(
+            ProcessAges(
+                name,
+                pids,
+                len(ack_ms),
+                oldest / 1000,
+                max(oldest, max(data_ms)) / 1000,
+                bucket_counts_ms(ack_ms),
+            )
+        )
     processes.sort(key=lambda p: (-p.oldest_seconds, p.name))
+    oldest = max(acks)
     return CloseWaitSummary(
-        sockets=len(ages),
-        oldest_seconds=max(age for age, _bound in ages.values()),
-        buckets=bucket_counts([age for age, _bound in ages.values()]),
+        sockets=len(found),
+        oldest_seconds=oldest / 1000,
+        buckets=bucket_counts_ms(acks),
         processes=tuple(processes[:TOP_PROCESSES]),
         other_processes=max(len(processes) - TOP_PROCESSES, 0),
     )

@@ -252,7 +252,7 @@ def check_reuseport(ev: Evidence) -> Iterator[Finding]:
     shared = {local: inodes for local, inodes in groups.items() if len(inodes) > 1}
     for local, inodes in sorted(shared.items()):
         port = int(local.rsplit(":", 1)[1])
-        owners = ev.owners_of((inode, port) for inode in inodes)
+        owners = ev.owners_of(inodes, [port] * len(inodes))
         names = sorted({f"{o.owner.name}[{o.owner.pid}] ({o.owner.user})" for o in owners})
         evidence = [f"{len(inodes)} listeners on {local}"]
         if names:

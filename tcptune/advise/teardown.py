@@ -162,7 +162,7 @@ def check_close_wait(ev: Evidence) -> Iterator[Finding]:
     evidence = [f"{total} sockets in CLOSE_WAIT"]
     owners = []
     if ev.details is not None:
-        owners = ev.owners_of(ev.details.close_wait_inodes.items())
+        owners = ev.close_wait_owners()
         for item in owners[:5]:
             ports = ",".join(str(p) for p in item.local_ports[:4])
             more = "…" if len(item.local_ports) > 4 else ""
@@ -180,7 +180,7 @@ def check_close_wait(ev: Evidence) -> Iterator[Finding]:
             )
         elif owners and unowned > 0:
             evidence.append(f"{unowned} not matched to a process (exited, or not readable)")
-    ages = closewait.summarize(ev)
+    ages = ev.close_wait_summary
     aged: dict[str, object] = {}
     if ages is not None:
         evidence.append(

@@ -10,6 +10,13 @@ is checked exactly: each header at offset k x size must announce that size
 type. Any other chunk (mixed sizes, the final NLMSG_DONE, an error,
 NLM_F_DUMP_INTR) goes through the message-by-message loop.
 
+CLOSE_WAIT sockets come with their struct tcp_info (an INET_DIAG_INFO
+attribute) for their ages. A bulk chunk of them is read at fixed offsets
+only once every attribute header up to and including INET_DIAG_INFO sits,
+with the same length and type, at the same offset in every message (so
+each is a real attribute boundary, by induction again); otherwise the chunk
+goes message by message, each message's attributes walked.
+
 Raw keys: a port is the native-order integer of its two big-endian bytes
 (decode_port turns it into the number), an IPv4 address the native-order
 integer of its four bytes, an IPv6 address a tuple of four such integers
@@ -47,6 +54,11 @@ _IPV4 = struct.Struct("=I")
 _IPV6 = struct.Struct("=4I")
 _TAIL = struct.Struct("=IIIII")  # expires, rqueue, wqueue, uid, inode
 _ERROR = struct.Struct("=i")
+_ATTR = struct.Struct("=HH")  # struct rtattr / nlattr: length (header included), type
+INET_DIAG_INFO = 2  # enum inet_diag_attr: struct tcp_info
+# struct tcp_info (include/uapi/linux/tcp.h): u32 milliseconds since the last
+# data and the last ACK received (tcp_get_info() in net/ipv4/tcp.c)
+LAST_DATA_RECV, LAST_ACK_RECV = 52, 56
 _LITTLE = sys.byteorder == "little"
 _KEEPALIVE_PAIR = (1 | TIMER_KEEPALIVE << 8) if _LITTLE else (1 << 8 | TIMER_KEEPALIVE)
 _KIND = struct.pack("=HH", TCPDIAG_GETSOCK, NLM_F_MULTI)  # a dump part, not interrupted
@@ -92,8 +104,11 @@ class DumpParser:
             length, kind, _flags = _HEADER.unpack_from(buf, 0)
             if kind == TCPDIAG_GETSOCK and length >= MIN_MESSAGE and length % 4 == 0:
                 count = size // length
-                if count >= _BULK_MIN and self._uniform(buf, length, count):
-                    self._bulk(memoryview(buf)[: count * length], length, count)
+                if (
+                    count >= _BULK_MIN
+                    and self._uniform(buf, length, count)
+                    and self._bulk(memoryview(buf)[: count * length], length, count)
+                ):
                     if count * length < size:
                         self._messages(buf, count * length, size)
                     return
@@ -107,19 +122,26 @@ class DumpParser:
         kinds = view[4 : (count - 1) * length + 8].cast("I")[::stride].tobytes()
         return lengths == _IPV4.pack(length) * count and kinds == _KIND * count
 
-    def _bulk(self, view: memoryview, length: int, count: int) -> None:
+    def _bulk(self, view: memoryview, length: int, count: int) -> bool:
+        """Count and collect a uniform chunk; False (nothing done) if it needs the slow path."""
         families = view[16::length].tobytes()
         states = view[17::length].tobytes()
+        info = -1
+        if self.details is not None and 8 in states:  # CLOSE_WAIT: ages at a fixed offset?
+            info = _info_offset(view, length, count)
+            if info < 0:
+                return False
         family = families[0]
         if families.count(family) != count or family not in self.by_family:
             self._mixed(view, length, count, families, states)
-            return
+            return True
         counts = self.by_family[family]
         histogram = Counter(states)
         for state, number in histogram.items():
             counts[state] += number
         if self.details is not None:
-            self._bulk_details(view, length, count, family, states, histogram)
+            self._bulk_details(view, length, count, family, states, histogram, info)
+        return True
 
     def _mixed(
         self, view: memoryview, length: int, count: int, families: bytes, states: bytes
@@ -133,7 +155,7 @@ class DumpParser:
             buf = view.obj
             assert isinstance(buf, bytearray)
             for index in range(count):
-                self._detail(buf, index * length, families[index], states[index])
+                self._detail(buf, index * length, length, families[index], states[index])
 
     def _bulk_details(
         self,
@@ -143,6 +165,7 @@ class DumpParser:
         family: int,
         states: bytes,
         histogram: Counter[int],
+        info: int,
     ) -> None:
         details = self.details
         assert details is not None
@@ -174,13 +197,19 @@ class DumpParser:
             details.time_wait_by_remote.add_all(
                 zip(chosen(6, addresses(40)), chosen(6, u16(22)), strict=True), number
             )
-        if number := histogram.get(8):  # CLOSE_WAIT: local endpoint and inode
+        if number := histogram.get(8):  # CLOSE_WAIT: local endpoint, inode and tcp_info ages
             endpoints = zip(chosen(8, addresses(24)), chosen(8, u16(20)), strict=True)
-            inodes = array("Q", chosen(8, u32(84))) if details.keep_inodes else array("Q")
-            ports = array("H", chosen(8, u16(20))) if details.keep_inodes else array("H")
+            ports = array("H", chosen(8, u16(20)))
             if _LITTLE:
                 ports.byteswap()
-            details.close_wait_bulk(endpoints, number, inodes, ports)
+            details.close_wait_bulk(
+                endpoints,
+                number,
+                array("Q", chosen(8, u32(84))),
+                ports,
+                array("I", chosen(8, u32(info + LAST_ACK_RECV))),
+                array("I", chosen(8, u32(info + LAST_DATA_RECV))),
+            )
         if number := histogram.get(5):  # FIN_WAIT_2: inode 0 means orphaned
             orphaned = array("I", chosen(5, u32(84))).count(0)
             details.fin_wait2_orphaned += orphaned
@@ -211,7 +240,7 @@ class DumpParser:
                     raise SockDiagError(f"unexpected address family {family}")
                 counts[state] += 1
                 if want:
-                    self._detail(buf, offset, family, state)
+                    self._detail(buf, offset, length, family, state)
             elif kind == NLMSG_DONE:
                 self.done = True
                 return
@@ -221,7 +250,7 @@ class DumpParser:
                     raise SockDiagError(f"dump refused: {os.strerror(-error)}")
             offset += (length + 3) & ~3
 
-    def _detail(self, buf: bytearray, offset: int, family: int, state: int) -> None:
+    def _detail(self, buf: bytearray, offset: int, length: int, family: int, state: int) -> None:
         details = self.details
         assert details is not None
         if state == 1:
@@ -239,11 +268,52 @@ class DumpParser:
                 raw_port,
                 decode_port(raw_port),
                 _IPV4.unpack_from(buf, offset + 84)[0],
+                _ages(buf, offset, length),
             )
         elif state == 5:
             details.fin_wait2(_IPV4.unpack_from(buf, offset + 84)[0])
         elif state == 10:
             _listener(details, buf, offset, family)
+
+
+def _info_offset(view: memoryview, length: int, count: int) -> int:
+    """Return where tcp_info starts in every message of a uniform chunk, or -1 if not one place.
+
+    The first message's attributes are walked up to INET_DIAG_INFO; each header
+    found must recur, same length and type, at the same offset in every message.
+    """
+    position = MIN_MESSAGE
+    stride = length // 4
+    while position + _ATTR.size <= length:
+        size, kind = _ATTR.unpack_from(view, position)
+        if size < _ATTR.size or position + size > length:
+            return -1
+        header = view[position : position + 4].tobytes()
+        column = view[position : position + (count - 1) * length + 4].cast("I")[::stride]
+        if column.tobytes() != header * count:
+            return -1
+        if kind == INET_DIAG_INFO:
+            return position + 4 if size >= 4 + LAST_ACK_RECV + 4 else -1
+        position += (size + 3) & ~3
+    return -1
+
+
+def _ages(buf: bytearray, offset: int, length: int) -> tuple[int, int] | None:
+    """Return one message's (last_ack_recv, last_data_recv) in ms from tcp_info, if it has one."""
+    position, end = offset + MIN_MESSAGE, offset + length
+    while position + _ATTR.size <= end:
+        size, kind = _ATTR.unpack_from(buf, position)
+        if size < _ATTR.size or position + size > end:
+            return None
+        if kind == INET_DIAG_INFO:
+            if size < 4 + LAST_ACK_RECV + 4:
+                return None
+            return (
+                _IPV4.unpack_from(buf, position + 4 + LAST_ACK_RECV)[0],
+                _IPV4.unpack_from(buf, position + 4 + LAST_DATA_RECV)[0],
+            )
+        position += (size + 3) & ~3
+    return None
 
 
 def _address_key(buf: bytearray, offset: int, family: int) -> Any:

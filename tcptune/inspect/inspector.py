@@ -389,15 +389,6 @@ def inspect(
         sockopts = _read_options(
             procfs, sysctls, options, options_required, owners, problems, live, options_max_sockets
         )
-    close_wait_ages = None
-    # a dump of its own, only when there are CLOSE_WAIT sockets to date
-    if details and sockets and sockets.source == "netlink" and sockets.total(TcpState.CLOSE_WAIT):
-        from tcptune.inspect.closewait import read_close_wait_ages
-
-        try:
-            close_wait_ages = read_close_wait_ages(netlink)
-        except (OSError, SockDiagError) as exc:
-            problems.append(Problem("netlink sock_diag (CLOSE_WAIT ages)", str(exc)))
     return Snapshot(
         taken_at=time.time() if clock is None else clock,
         context=context,
@@ -407,7 +398,6 @@ def inspect(
         problems=tuple(problems),
         auxiliary=auxiliary,
         sockopts=sockopts,
-        close_wait_ages=close_wait_ages,
         profile_sysctls=others,
         owners=found,
     )

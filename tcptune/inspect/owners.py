@@ -18,7 +18,8 @@ import time
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import compress
+from itertools import compress, islice
+from operator import gt
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -88,6 +89,28 @@ class Holders(Mapping[int, tuple[int, ...]]):
             found.update(more)
         return found
 
+    def aligned(self, inodes: Sequence[int]) -> tuple[array[int], dict[int, tuple[int, ...]]]:
+        """Return the first holder of each of ``inodes`` (0: none) and, by index, the others.
+
+        ``inodes`` ascending (a sorted column) is matched in one merge pass; the
+        column looked up itself (CLOSE_WAIT only, no shared listeners) is copied.
+        """
+        mine, first, more = self._inodes, self._first, self._more
+        if inodes == mine:
+            return array("l", first), {at: tuple(pids) for at, pids in more.items()}
+        found = array("l", bytes(first.itemsize * len(inodes)))
+        extras: dict[int, tuple[int, ...]] = {}
+        if any(map(gt, inodes, islice(inodes, 1, None))):  # not ascending: look each up
+            positions: Iterable[int] = map(self.index, inodes)
+        else:
+            positions = _merged(mine, inodes)
+        for index, position in enumerate(positions):
+            if position >= 0:
+                found[index] = first[position]
+                if position in more:
+                    extras[index] = tuple(more[position])
+        return found, extras
+
     @property
     def wanted(self) -> int:
         """Return how many distinct inodes are looked for."""
@@ -104,6 +127,15 @@ class Holders(Mapping[int, tuple[int, ...]]):
 
     def __len__(self) -> int:
         return len(self._first) - self._first.count(0)
+
+
+def _merged(mine: array[int], inodes: Iterable[int]) -> Iterator[int]:
+    """Yield the position in ``mine`` of each of ``inodes`` (both ascending), or -1."""
+    position, end = 0, len(mine)
+    for inode in inodes:
+        while position < end and mine[position] < inode:
+            position += 1
+        yield position if position < end and mine[position] == inode else -1
 
 
 def socket_holders(procfs: ProcFS, inodes: Iterable[int], *, first_holder: bool = False) -> Holders:

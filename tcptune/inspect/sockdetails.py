@@ -4,16 +4,19 @@ Everything keyed by an endpoint goes into a fixed-size heavy-hitters summary
 (tcptune.model.heavyhitters): TIME_WAIT by local port, by remote address and
 by remote endpoint, CLOSE_WAIT by local endpoint. Keys stay in the dump's raw
 form (ints, tuples of ints) and are decoded once per kept key at the end.
-Only CLOSE_WAIT inodes, needed to name the processes that hold the sockets,
-are kept per socket, in compact arrays (10 bytes each), and only when asked.
+Only CLOSE_WAIT sockets are kept per socket, in compact columns (inode,
+local port and, from tcp_info, the ms since the last ACK and data received:
+18 bytes each), sorted by inode once when the details are built.
 """
 
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_right
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
+from tcptune.model.closewait import CloseWaitAges
 from tcptune.model.heavyhitters import DEFAULT_CAPACITY, HeavyHitters
 from tcptune.model.snapshot import Endpoint, InodePorts, Listener, SocketDetails
 
@@ -54,8 +57,8 @@ class DetailsBuilder:
         self.decode_address = decode_address
         self.decode_port = decode_port
         self.capacity = capacity
-        # CLOSE_WAIT inodes only serve attribution to processes; without it
-        # (--no-owners) they are not kept at all.
+        # CLOSE_WAIT inodes serve attribution to processes; without it
+        # (--no-owners) the details show none (the ages' columns keep them).
         self.keep_inodes = keep_inodes
         self.reset()
 
@@ -65,8 +68,11 @@ class DetailsBuilder:
         self.established_keepalive = 0
         self.fin_wait2_orphaned = 0
         self.fin_wait2_held = 0
+        # CLOSE_WAIT columns in dump order (inode 0: not accepted yet), parallel
         self.close_wait_inodes = array("Q")
-        self.close_wait_ports = array("H")  # decoded port numbers, parallel to the inodes
+        self.close_wait_ports = array("H")  # decoded port numbers
+        self.close_wait_last_ack = array("I")  # tcp_info ms, only from a dump that sent it
+        self.close_wait_last_data = array("I")
         self.close_wait_by_local: HeavyHitters[Hashable] = HeavyHitters(capacity)
         self.listeners: list[Listener] = []
         self.time_wait_by_remote: HeavyHitters[Hashable] = HeavyHitters(capacity)
@@ -85,12 +91,24 @@ class DetailsBuilder:
         else:
             self.fin_wait2_held += 1
 
-    def close_wait(self, address: Hashable, port_key: int, port: int, inode: int) -> None:
-        """Count a CLOSE_WAIT socket under its local endpoint and keep its inode."""
+    def close_wait(
+        self,
+        address: Hashable,
+        port_key: int,
+        port: int,
+        inode: int,
+        ages: tuple[int, int] | None = None,
+    ) -> None:
+        """Count a CLOSE_WAIT socket under its local endpoint; keep its inode, port and ages.
+
+        ``ages`` is (ms since the last ACK, ms since the last data) from tcp_info.
+        """
         self.close_wait_by_local.add((address, port_key))
-        if inode and self.keep_inodes:
-            self.close_wait_inodes.append(inode)
-            self.close_wait_ports.append(port)
+        self.close_wait_inodes.append(inode)
+        self.close_wait_ports.append(port)
+        if ages is not None:
+            self.close_wait_last_ack.append(ages[0])
+            self.close_wait_last_data.append(ages[1])
 
     def close_wait_bulk(
         self,
@@ -98,19 +116,15 @@ class DetailsBuilder:
         count: int,
         inodes: array[int],
         ports: array[int],
+        last_ack: array[int],
+        last_data: array[int],
     ) -> None:
-        """Count ``count`` CLOSE_WAIT sockets at once (inodes and decoded ports in step)."""
+        """Count ``count`` CLOSE_WAIT sockets at once (the columns in step)."""
         self.close_wait_by_local.add_all(endpoints, count)
-        if not self.keep_inodes:
-            return
-        if inodes.count(0):  # not expected: a CLOSE_WAIT socket still has its descriptor
-            for inode, port in zip(inodes, ports, strict=True):
-                if inode:
-                    self.close_wait_inodes.append(inode)
-                    self.close_wait_ports.append(port)
-            return
         self.close_wait_inodes.extend(inodes)
         self.close_wait_ports.extend(ports)
+        self.close_wait_last_ack.extend(last_ack)
+        self.close_wait_last_data.extend(last_data)
 
     def listener(self, local: Endpoint, queued: int, backlog: int, inode: int, uid: int) -> None:
         """Record a listening socket and its accept queue."""
@@ -125,13 +139,32 @@ class DetailsBuilder:
     def _endpoint(self, key: tuple[Any, int]) -> Endpoint:
         return Endpoint(self.decode_address(key[0]), self.decode_port(key[1]))
 
+    def _sorted_close_wait(self) -> tuple[CloseWaitAges | None, InodePorts]:
+        """Sort the CLOSE_WAIT columns by inode; return the ages (if every socket has them)."""
+        inodes, ports = self.close_wait_inodes, self.close_wait_ports
+        ack, data = self.close_wait_last_ack, self.close_wait_last_data
+        aged = bool(inodes) and len(ack) == len(inodes) == len(data)
+        order = sorted(range(len(inodes)), key=inodes.__getitem__)  # the dump's is hash order
+        inodes, ports = _pick(inodes, order), _pick(ports, order)
+        if aged:
+            ack, data = _pick(ack, order), _pick(data, order)
+        del order
+        ages = CloseWaitAges(inodes, ports, ack, data) if aged else None
+        if not self.keep_inodes:
+            return ages, InodePorts()
+        unaccepted = bisect_right(inodes, 0)  # inode 0: no process can hold it yet
+        if unaccepted:
+            return ages, InodePorts(inodes[unaccepted:], ports[unaccepted:])
+        return ages, InodePorts(inodes, ports)
+
     def build(self) -> SocketDetails:
         """Return the frozen details."""
+        ages, close_wait = self._sorted_close_wait()
         return SocketDetails(
             established_keepalive=self.established_keepalive,
             fin_wait2_orphaned=self.fin_wait2_orphaned,
             fin_wait2_held=self.fin_wait2_held,
-            close_wait_inodes=InodePorts(self.close_wait_inodes, self.close_wait_ports),
+            close_wait_inodes=close_wait,
             close_wait_by_local=self.close_wait_by_local.freeze(self._endpoint),  # type: ignore[arg-type]
             listeners=tuple(self.listeners),
             time_wait_by_remote=self.time_wait_by_remote.freeze(self._endpoint),  # type: ignore[arg-type]
@@ -139,4 +172,10 @@ class DetailsBuilder:
                 self.decode_address
             ),
             time_wait_by_local_port=self.time_wait_by_local_port.freeze(self.decode_port),
+            close_wait_ages=ages,
         )
+
+
+def _pick(column: array[int], order: list[int]) -> array[int]:
+    """Return ``column`` reordered by ``order`` (same type code)."""
+    return array(column.typecode, map(column.__getitem__, order))

@@ -3,17 +3,20 @@
 One dump request covers IPv4 and IPv6: the legacy TCPDIAG_GETSOCK request is
 answered with sdiag_family AF_UNSPEC (net/ipv4/inet_diag.c
 inet_diag_dump_compat), so the kernel walks its socket hash once per request
-instead of once per family as ss does. Two requests split the sockets by
-kind with the idiag_states filter: TIME_WAIT minisocks, then every other
-state (full sockets). Each answer then holds messages of one size, which
+instead of once per family as ss does. The requests split the sockets by
+kind with the idiag_states filter: TIME_WAIT minisocks; CLOSE_WAIT sockets
+with their struct tcp_info (idiag_ext INET_DIAG_INFO: how long each has
+waited) when details are wanted; then every other state (full sockets).
+Each answer then holds messages of one size and one attribute layout, which
 diagparse reads in bulk. Each recv() fills a fixed buffer that is parsed in
 place, so memory does not grow with the number of sockets. Layouts:
 include/uapi/linux/netlink.h, sock_diag.h and inet_diag.h.
 
 The passes are not one atomic view, but neither is one dump: the kernel
 walks its hash bucket by bucket while sockets change state. A socket that
-enters TIME_WAIT between the two requests is missed; the window is the
-length of one request (tens of milliseconds at 200,000 sockets).
+moves to another pass's state between two requests is missed (or seen
+twice); the window is the length of one request (tens of milliseconds at
+200,000 sockets).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 from tcptune.inspect.diagparse import (
+    INET_DIAG_INFO,
     NLM_F_DUMP_INTR,
     NLM_F_MULTI,
     NLMSG_DONE,
@@ -50,8 +54,17 @@ _REQUEST = struct.Struct("=BBBB48xII")
 _RECV_BUFFER = 1 << 16  # netlink_recvmsg caps a dump's skb at 32 KiB anyway
 MAX_DUMP_ATTEMPTS = 5
 TIME_WAIT_MASK = 1 << TcpState.TIME_WAIT.value
-# The requests of one dump, by idiag_states: minisocks, then full sockets.
-PASSES: tuple[int, ...] = (TIME_WAIT_MASK, ALL_STATES_MASK & ~TIME_WAIT_MASK)
+CLOSE_WAIT_MASK = 1 << TcpState.CLOSE_WAIT.value
+WITH_TCP_INFO = 1 << (INET_DIAG_INFO - 1)  # idiag_ext bit of the INET_DIAG_INFO attribute
+Pass = tuple[int, int]  # one request: (idiag_states, idiag_ext)
+# The requests of one dump with details: minisocks, CLOSE_WAIT with tcp_info, the rest.
+PASSES: tuple[Pass, ...] = (
+    (TIME_WAIT_MASK, 0),
+    (CLOSE_WAIT_MASK, WITH_TCP_INFO),
+    (ALL_STATES_MASK & ~TIME_WAIT_MASK & ~CLOSE_WAIT_MASK, 0),
+)
+# Counts only: no tcp_info is read, so CLOSE_WAIT goes with the other full sockets.
+COUNT_PASSES: tuple[Pass, ...] = ((TIME_WAIT_MASK, 0), (ALL_STATES_MASK & ~TIME_WAIT_MASK, 0))
 
 StateCounts = list[int]  # indexed by the kernel's state byte, 0-255
 SockFactory = Callable[[], socket.socket]
@@ -61,9 +74,12 @@ class DumpInterrupted(SockDiagError):
     """Sockets changed during every attempt; the counts could not be made consistent."""
 
 
-def request(sequence: int, states: int = ALL_STATES_MASK) -> bytes:
-    """Return the dump request for TCP sockets of both families in the ``states`` bitmask."""
-    payload = _REQUEST.pack(socket.AF_UNSPEC, 0, 0, 0, states, 0)
+def request(sequence: int, states: int = ALL_STATES_MASK, ext: int = 0) -> bytes:
+    """Return the dump request for TCP sockets of both families in the ``states`` bitmask.
+
+    ``ext`` asks for attributes (bits INET_DIAG_* - 1, include/uapi/linux/inet_diag.h).
+    """
+    payload = _REQUEST.pack(socket.AF_UNSPEC, 0, 0, ext, states, 0)
     header = _NLMSGHDR.pack(
         _NLMSGHDR.size + len(payload), TCPDIAG_GETSOCK, NLM_F_REQUEST | NLM_F_DUMP, sequence, 0
     )
@@ -79,23 +95,27 @@ def dump_counts(
     details: DetailsBuilder | None = None,
     *,
     sock_factory: SockFactory | None = None,
-    passes: tuple[int, ...] = PASSES,
+    passes: tuple[Pass, ...] | None = None,
 ) -> tuple[StateCounts, StateCounts]:
     """Return (IPv4, IPv6) counts indexed by state byte, retrying on NLM_F_DUMP_INTR.
 
     Codes outside 1-11 are counted where they fall, so the caller can report an
     unknown state instead of losing the rest of the dump. ``details`` (made by
     details_builder) receives the per-socket facts of the attempt that counted.
+    ``passes`` defaults to PASSES with details and COUNT_PASSES without; an
+    interrupted pass makes the whole attempt (every pass) start again.
     """
+    if passes is None:
+        passes = COUNT_PASSES if details is None else PASSES
     for _attempt in range(MAX_DUMP_ATTEMPTS):
         ipv4, ipv6 = [0] * 256, [0] * 256
         if details is not None:
             details.reset()  # a retried dump starts from nothing
         parser = DumpParser(ipv4, ipv6, details)
         clean = True
-        for states in passes:
+        for states, ext in passes:
             parser.done = False
-            _dump_once(parser, states, sock_factory)
+            _dump_once(parser, states, ext, sock_factory)
             clean = clean and not parser.interrupted
             if not clean:
                 break
@@ -177,10 +197,10 @@ def _chunks(sock: socket.socket) -> Iterator[tuple[bytearray, int]]:
         reader.join()
 
 
-def _dump_once(parser: DumpParser, states: int, sock_factory: SockFactory | None) -> None:
+def _dump_once(parser: DumpParser, states: int, ext: int, sock_factory: SockFactory | None) -> None:
     """Run one request's dump through ``parser``."""
     with (sock_factory or _open)() as sock:
-        sock.sendto(request(1, states), (0, 0))
+        sock.sendto(request(1, states, ext), (0, 0))
         for buffer, size in _chunks(sock):
             parser.feed(buffer, size)
             if parser.done:
@@ -189,6 +209,7 @@ def _dump_once(parser: DumpParser, states: int, sock_factory: SockFactory | None
 
 
 __all__ = [
+    "COUNT_PASSES",
     "MAX_DUMP_ATTEMPTS",
     "NLM_F_DUMP_INTR",
     "PASSES",

@@ -8,7 +8,9 @@ u32 milliseconds: they wrap after 49.7 days (tcp_get_info() in net/ipv4/tcp.c).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 # Upper bounds of the coarse age distribution, in seconds; the last is open.
@@ -24,21 +26,33 @@ WRAP_SECONDS = (1 << 32) / 1000  # 49.7 days
 
 @dataclass(frozen=True)
 class CloseWaitAges:
-    """Per CLOSE_WAIT socket inode: (seconds since the peer's FIN, upper bound), one dump."""
+    """Every CLOSE_WAIT socket of one dump, in parallel columns sorted by inode.
 
-    ages: Mapping[int, tuple[float, float]]
-    local_ports: Mapping[int, int]  # inode -> local port
+    Inode 0 (a connection not accepted yet: no process holds it) sorts first.
+    The ages are tcp_info's u32 milliseconds: since the last ACK received (the
+    peer's FIN, for an owner that sends nothing) and the last data received.
+    """
+
+    inodes: array[int]
+    local_ports: array[int]
+    last_ack_ms: array[int]
+    last_data_ms: array[int]
+
+    def __post_init__(self) -> None:
+        sizes = {len(self.inodes), len(self.local_ports), len(self.last_ack_ms)}
+        if len(sizes | {len(self.last_data_ms)}) != 1:
+            raise ValueError("CLOSE_WAIT columns differ in length")
+
+    def __len__(self) -> int:
+        return len(self.inodes)
 
 
-def bucket_counts(ages: list[float]) -> tuple[int, ...]:
-    """Return how many ages fall in each AGE_BUCKETS interval."""
-    counts = [0] * len(AGE_BUCKETS)
-    for age in ages:
-        for index, (_label, limit) in enumerate(AGE_BUCKETS):
-            if age < limit:
-                counts[index] += 1
-                break
-    return tuple(counts)
+def bucket_counts_ms(ages_ms: Iterable[float]) -> tuple[int, ...]:
+    """Return how many ages in milliseconds fall in each AGE_BUCKETS interval (one sort)."""
+    ordered = sorted(ages_ms)
+    ends = [bisect_left(ordered, limit * 1000) for _label, limit in AGE_BUCKETS[:-1]]
+    ends.append(len(ordered))
+    return tuple(end - start for start, end in zip([0, *ends[:-1]], ends, strict=True))
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import enum
 from array import array
-from collections.abc import Iterator, Mapping
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import TYPE_CHECKING
 
 from tcptune.model.heavyhitters import TopCounts
@@ -76,25 +78,24 @@ class Listener:
 
 
 class InodePorts(Mapping[int, int]):
-    """Socket inode -> local port, kept in two parallel arrays (10 bytes a socket).
+    """Socket inode -> local port, kept in two parallel arrays sorted by inode (10 bytes a socket).
 
-    Iteration and ``items()`` walk the arrays in dump order; a lookup by inode
-    sorts an index once.
+    Iteration and ``items()`` walk the arrays; a lookup by inode bisects.
     """
 
-    __slots__ = ("_index", "_inodes", "_ports")
+    __slots__ = ("_inodes", "_ports")
 
     def __init__(self, inodes: array[int] | None = None, ports: array[int] | None = None) -> None:
         self._inodes = inodes if inodes is not None else array("Q")
         self._ports = ports if ports is not None else array("H")
         if len(self._inodes) != len(self._ports):
             raise ValueError("inodes and ports differ in length")
-        self._index: dict[int, int] | None = None
 
     def __getitem__(self, inode: int) -> int:
-        if self._index is None:
-            self._index = dict(zip(self._inodes, self._ports, strict=True))
-        return self._index[inode]
+        position = bisect_left(self._inodes, inode)
+        if position < len(self._inodes) and self._inodes[position] == inode:
+            return self._ports[position]
+        raise KeyError(inode)
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._inodes)
@@ -107,13 +108,18 @@ class InodePorts(Mapping[int, int]):
         return zip(self._inodes, self._ports, strict=True)
 
     def values(self) -> Iterator[int]:  # type: ignore[override]
-        """Return the ports in dump order."""
+        """Return the ports in inode order."""
         return iter(self._ports)
 
     @property
     def inodes(self) -> array[int]:
-        """Return the inodes as a compact array."""
+        """Return the inodes as a compact array, ascending."""
         return self._inodes
+
+    @property
+    def ports(self) -> array[int]:
+        """Return the local ports as a compact array, in step with ``inodes``."""
+        return self._ports
 
 
 @dataclass(frozen=True)
@@ -122,31 +128,33 @@ class SocketDetails:
 
     Everything is a count or a bounded heavy-hitters summary (TopCounts: the
     busiest keys, counts at most ``error`` below the truth), except the
-    CLOSE_WAIT inodes kept for attribution to processes (10 bytes a socket).
+    CLOSE_WAIT sockets: inodes kept for attribution to processes (10 bytes a
+    socket) and, from a sock_diag dump, every one's tcp_info ages in columns.
     """
 
     established_keepalive: int  # ESTABLISHED sockets whose keepalive timer is pending
     fin_wait2_orphaned: int  # no process holds them: they live tcp_fin_timeout
     fin_wait2_held: int  # still held after shutdown(): no timer ends them
-    close_wait_inodes: Mapping[int, int]  # inode -> local port
+    close_wait_inodes: Mapping[int, int]  # inode -> local port (InodePorts: sorted arrays)
     close_wait_by_local: TopCounts[Endpoint]  # busiest local endpoints of CLOSE_WAIT
     listeners: tuple[Listener, ...]
     time_wait_by_remote: TopCounts[Endpoint]  # busiest remote endpoints (destinations)
     time_wait_by_remote_address: TopCounts[str] = field(default_factory=TopCounts)
     time_wait_by_local_port: TopCounts[int] = field(default_factory=TopCounts)
+    close_wait_ages: CloseWaitAges | None = None  # every CLOSE_WAIT socket's tcp_info ages
 
     @property
     def close_wait(self) -> int:
         """Return how many CLOSE_WAIT sockets were seen."""
         return self.close_wait_by_local.total
 
-    def owner_inodes(self) -> tuple[int, ...]:
+    def owner_inodes(self) -> Iterable[int]:
         """Return the inodes whose holders the advice names: CLOSE_WAIT, shared listeners."""
         per_local: dict[Endpoint, list[int]] = {}
         for item in self.listeners:
             per_local.setdefault(item.local, []).append(item.inode)
         shared = [inode for inodes in per_local.values() if len(inodes) > 1 for inode in inodes]
-        return (*self.close_wait_inodes, *shared)
+        return chain(self.close_wait_inodes, shared)
 
 
 @dataclass(frozen=True)
@@ -223,7 +231,6 @@ class Snapshot:
     # Kernel facts advice depends on (model/sysctls.py AUXILIARY_SYSCTLS), readable ones only.
     auxiliary: Mapping[str, SysctlValue] = field(default_factory=dict)
     sockopts: InventoryStatus | None = None  # every socket's options (BPF), or why not
-    close_wait_ages: CloseWaitAges | None = None  # tcp_info ages of CLOSE_WAIT sockets
     # Keys a profile names outside the catalogue, read in the same pass as the catalogue.
     profile_sysctls: Mapping[str, SysctlReading] = field(default_factory=dict)
     owners: SocketOwners | None = None  # None: not looked up (--no-owners, or no details)
@@ -232,6 +239,12 @@ class Snapshot:
     def complete(self) -> bool:
         """Return whether everything could be read."""
         return not self.problems
+
+    @property
+    def close_wait_ages(self) -> CloseWaitAges | None:
+        """Return the CLOSE_WAIT sockets' tcp_info ages (sock_diag only), in columns."""
+        details = self.sockets.details if self.sockets is not None else None
+        return details.close_wait_ages if details is not None else None
 
     def reading(self, name: str) -> SysctlReading | None:
         """Return how ``name`` read, from the catalogue or the profile's other keys."""

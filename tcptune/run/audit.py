@@ -105,8 +105,6 @@ def run_audit(
     evidence = Evidence(snapshot, loaded, rates, interval, owners_readable=os.geteuid() == 0)
     found, unmatched = advise_ignoring(evidence, ignore)
     findings = tuple(found)
-    from tcptune.advise.closewait import summarize
-
     return AuditResult(
         snapshot,
         loaded,
@@ -114,6 +112,6 @@ def run_audit(
         interval,
         evidence.close_wait_by_process(),
         rates,
-        summarize(evidence),
+        evidence.close_wait_summary,  # the one computed for the findings
         tuple(unmatched),
     )

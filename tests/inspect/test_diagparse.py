@@ -122,3 +122,65 @@ def test_unknown_family_is_an_error() -> None:
     bad = bad[:16] + bytes([99]) + bad[17:]
     with pytest.raises(SockDiagError, match="unexpected address family 99"):
         DumpParser([0] * 256, [0] * 256).feed(bytearray(bad * 10), len(bad) * 10)
+
+
+def close_wait_message(
+    inode: int, last_ack: int, last_data: int, *, port: int = 8080, mark: bool = False
+) -> bytes:
+    """Return a CLOSE_WAIT reply with attributes as the kernel lays them out.
+
+    INET_DIAG_SHUTDOWN (u8), INET_DIAG_MARK (u32) only with ``mark``, then
+    INET_DIAG_INFO (a 232-byte struct tcp_info); without ``mark`` a trailing
+    INET_DIAG_CONG keeps the total length the same, so only the layout differs.
+    """
+    shutdown = struct.pack("=HHB3x", 5, 8, 1)
+    marked = struct.pack("=HHI", 8, 15, 7) if mark else b""
+    info = bytearray(232)
+    struct.pack_into("=II", info, 52, last_data, last_ack)
+    tcp_info = struct.pack("=HH", 4 + len(info), 2) + info
+    cong = b"" if mark else struct.pack("=HH4s", 8, 4, b"bbr\0")
+    attributes = shutdown + marked + tcp_info + cong
+    head = message(8, local=("127.0.0.1", port), inode=inode, size=88)
+    size = len(head) + len(attributes)
+    return struct.pack("=I", size) + head[4:] + attributes
+
+
+def _close_wait_columns(chunks: list[bytes]) -> list[tuple[int, int, int, int]]:
+    ipv4, _ipv6, details = _parse(chunks)
+    ages = details.close_wait_ages
+    assert ages is not None and len(ages) == ipv4[8]
+    return list(
+        zip(ages.inodes, ages.local_ports, ages.last_ack_ms, ages.last_data_ms, strict=True)
+    )
+
+
+def test_close_wait_ages_read_in_bulk_like_single_messages() -> None:
+    rng = random.Random(8)
+    messages = [
+        close_wait_message(rng.randrange(1, 10**6), rng.randrange(10**7), rng.randrange(10**7))
+        for _ in range(60)
+    ]
+    bulk = _close_wait_columns([b"".join(messages)])
+    assert bulk == _close_wait_columns(messages)
+    assert len(bulk) == 60 and [row[0] for row in bulk] == sorted(row[0] for row in bulk)
+    assert {row[1] for row in bulk} == {8080}
+
+
+def test_a_chunk_whose_attribute_layout_differs_falls_back_per_message() -> None:
+    plain = [close_wait_message(100 + n, 1000 * n, 2000 * n) for n in range(20)]
+    marked = close_wait_message(999, 123_456, 234_567, mark=True)
+    assert len(marked) == len(plain[0])  # same size: only the attribute walk tells them apart
+    chunk = b"".join(plain[:10]) + marked + b"".join(plain[10:])
+    rows = _close_wait_columns([chunk])
+    expected = [(100 + n, 8080, 1000 * n, 2000 * n) for n in range(20)] + [
+        (999, 8080, 123_456, 234_567)
+    ]
+    assert rows == expected  # a fixed offset would have read the marked one's wrong bytes
+
+
+def test_close_wait_without_tcp_info_has_no_ages_but_counts() -> None:
+    messages = [message(8, inode=n + 1) for n in range(12)]  # no attributes at all
+    ipv4, _ipv6, details = _parse([b"".join(messages)])
+    assert ipv4[8] == 12 and details.close_wait == 12
+    assert details.close_wait_ages is None
+    assert len(details.close_wait_inodes) == 12

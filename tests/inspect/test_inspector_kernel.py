@@ -210,3 +210,29 @@ def test_holders_keep_first_and_extra_pids_compactly() -> None:
     assert dict(holders) == {3: (100,), 5: (100, 200)}
     assert len(holders) == 2 and holders.get(1 << 20 | 5) is None
     assert holders.pids() == {100, 200}
+
+
+def test_holders_answer_for_a_whole_sorted_column() -> None:
+    from array import array
+
+    from tcptune.inspect.owners import Holders
+    from tcptune.model.holding import HeldSockets, aligned_holders
+
+    holders = Holders([3, 5, 9, 12])
+    holders.add(holders.index(5), 100)
+    holders.add(holders.index(5), 200)  # shared with a forked child
+    holders.add(holders.index(9), 200)
+    holders.add(holders.index(12), 100)
+    same = array("Q", [3, 5, 9, 12])  # the column looked up itself: copied
+    assert holders.aligned(same) == (array("l", [0, 100, 200, 100]), {1: (200,)})
+    subset = array("Q", [0, 5, 7, 12])  # a sub-column (the lookup also had listeners)
+    assert holders.aligned(subset) == (array("l", [0, 100, 0, 100]), {1: (200,)})
+    unsorted = [12, 5, 3]
+    assert holders.aligned(unsorted) == (array("l", [100, 100, 0]), {1: (200,)})
+    plain = {inode: pids for inode, pids in holders.items()}  # a plain mapping agrees
+    for column in (same, subset, unsorted):
+        assert aligned_holders(plain, column) == holders.aligned(column)
+    held = HeldSockets.of(holders, same)
+    assert dict(held.by_pid) == {100: array("I", [1, 3]), 200: array("I", [1, 2])}
+    assert held.unheld == array("I", [0]) and held.size == 4
+    assert held.union([100, 200]) == array("I", [1, 2, 3])  # the shared socket once

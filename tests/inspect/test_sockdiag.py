@@ -23,7 +23,7 @@ from tests.conftest import FIXTURES
 from tests.lab import SocketLab
 
 MULTI = 0x2
-ONE_PASS = (ALL_STATES_MASK,)  # one scripted dump per attempt
+ONE_PASS = ((ALL_STATES_MASK, 0),)  # one scripted dump per attempt
 
 
 def diag_message(state: int, flags: int = MULTI) -> bytes:

@@ -1,0 +1,77 @@
+"""Which processes hold the sockets of a column: one pass over arrays, no record per socket.
+
+The owner lookup (inspect/owners.py Holders) answers for a whole sorted
+inode column at once (``BulkHolders.aligned``): the first holder of each
+socket in an array beside it, and the few sockets with more holders
+(forked children) apart. HeldSockets turns that into index arrays per PID,
+which every per-process count (CLOSE_WAIT owners, names, ages) reads.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+Aligned = tuple["array[int]", dict[int, tuple[int, ...]]]
+
+
+@runtime_checkable
+class BulkHolders(Protocol):
+    """A holders mapping that answers for a whole inode column at once."""
+
+    def aligned(self, inodes: Sequence[int]) -> Aligned:
+        """Return each inode's first holder (0: none) and, by index, the other holders."""
+        ...
+
+
+def aligned_holders(holders: Mapping[int, tuple[int, ...]], inodes: Sequence[int]) -> Aligned:
+    """Return the first holder of each of ``inodes`` (0: none) and, by index, the others."""
+    if isinstance(holders, BulkHolders):
+        return holders.aligned(inodes)
+    first = array("l")
+    more: dict[int, tuple[int, ...]] = {}
+    for index, inode in enumerate(inodes):  # a plain mapping (constructed snapshots)
+        pids = holders.get(inode, ())
+        first.append(pids[0] if pids else 0)
+        if len(pids) > 1:
+            more[index] = tuple(pids[1:])
+    return first, more
+
+
+@dataclass(frozen=True)
+class HeldSockets:
+    """For one socket column: the indices each PID holds, and how many nobody holds."""
+
+    by_pid: Mapping[int, array[int]]  # pid -> indices into the column, ascending
+    unheld: array[int]  # indices of the sockets no process was found holding
+    size: int  # the column's length
+
+    @classmethod
+    def of(cls, holders: Mapping[int, tuple[int, ...]], inodes: Sequence[int]) -> HeldSockets:
+        """Group the column ``inodes`` (ascending for the bulk path) by holding PID."""
+        first, more = aligned_holders(holders, inodes)
+        by_pid: dict[int, array[int]] = {}
+        unheld = array("I")
+        for index, pid in enumerate(first):
+            column = by_pid.get(pid)
+            if column is None:
+                column = by_pid[pid] = array("I")
+            column.append(index)
+        for index, pids in sorted(more.items()):
+            for pid in pids:
+                column = by_pid.get(pid)
+                if column is None:
+                    column = by_pid[pid] = array("I")
+                column.append(index)
+        unheld = by_pid.pop(0, unheld)
+        for pid in {pid for pids in more.values() for pid in pids}:
+            by_pid[pid] = array("I", sorted(set(by_pid[pid])))  # extras appended last
+        return cls(by_pid, unheld, len(first))
+
+    def union(self, pids: Sequence[int]) -> array[int]:
+        """Return the indices any of ``pids`` holds, each once, ascending."""
+        if len(pids) == 1:
+            return self.by_pid[pids[0]]
+        return array("I", sorted(set().union(*(self.by_pid[pid] for pid in pids))))
