@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tcptune.advise.base import Evidence, FindingDoc, finding
 from tcptune.model.findings import Finding, Severity
-from tcptune.model.sockopts import SocketInventory, SocketOptions
 from tcptune.model.tcpstates import TcpState
 from tcptune.model.units import duration
+
+if TYPE_CHECKING:  # only annotations: an audit without socket options never loads the records
+    from tcptune.model.sockopts import SocketInventory, SocketOptions
 
 MAX_NAMED = 5  # processes named per finding line; the rest are counted
 

@@ -12,9 +12,12 @@ explain topics for bash, zsh and fish (click's ``_TCPTUNE_COMPLETE``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
-from click.shell_completion import CompletionItem
+
+if TYPE_CHECKING:  # click.shell_completion is loaded only when a shell asks for completions
+    from click.shell_completion import CompletionItem
 
 GLOBAL_WITH_VALUE = frozenset({"--proc-root", "--netns", "--pid"})
 GLOBAL_FLAGS = frozenset({"--debug"})
@@ -110,6 +113,8 @@ def complete_topic(
     _ctx: click.Context, _param: click.Parameter, incomplete: str
 ) -> list[CompletionItem]:
     """Return the explain topics (with their one-line summaries), for shell completion."""
+    from click.shell_completion import CompletionItem
+
     from tcptune.advise import finding_topics
     from tcptune.reference import explain
 

@@ -6,12 +6,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from tcptune import __version__
-from tcptune.model.sockopts import InventoryStatus, SocketInventory, SocketOptions
 from tcptune.model.tcpstates import TcpState
 from tcptune.output.common import WIDTH, short_name
 from tcptune.output.escape import escape
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # only annotations: an audit without socket options never loads the records
+    from tcptune.model.sockopts import InventoryStatus, SocketInventory, SocketOptions
     from tcptune.run.sockets import SocketsResult
 
 FALLBACK = "keepalive use is inferred from armed timers instead"
