@@ -17,8 +17,9 @@ import pwd
 import time
 from array import array
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import compress, islice
+from itertools import compress, islice, repeat
 from operator import gt
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -80,6 +81,17 @@ class Holders(Mapping[int, tuple[int, ...]]):
             if pid not in more:
                 more.append(pid)
         return False
+
+    def inodes(self) -> array[int]:
+        """Return the wanted inodes, sorted: position N is the inode ``index`` answers N for."""
+        return self._inodes
+
+    def set_first(self, pids: Iterable[int]) -> None:
+        """Replace every wanted inode's first holder at once, in ``inodes()`` order (0: none)."""
+        first = array("l", pids)
+        if len(first) != len(self._inodes):
+            raise ValueError(f"{len(first)} first holders for {len(self._inodes)} inodes")
+        self._first = first
 
     def pids(self) -> set[int]:
         """Return every PID that holds at least one wanted socket."""
@@ -230,17 +242,24 @@ def holders_from_records(
     """Return who holds each wanted inode, from (inode, pid) records of socket descriptors.
 
     ``inodes`` and ``pids`` are parallel columns (the BPF iterator's strided
-    views): a set test in C picks the wanted records, so Python touches only
-    those.
+    views). Every step that touches each record runs in C (a set test,
+    compress, a dict); Python loops only over the records of sockets held
+    more than once (forked children, dup()): the first holder of each inode
+    is the first record, as the /proc walk in PID order finds it.
     """
-    chosen = list(wanted)
-    holders = Holders(chosen)
-    keep = set(chosen).__contains__
-    index, add = holders.index, holders.add
-    for inode, pid in compress(zip(inodes, pids, strict=True), map(keep, inodes)):
-        position = index(inode)
-        if position >= 0:
-            add(position, pid)
+    holders = Holders(wanted)
+    keep = set(holders.inodes()).__contains__
+    mask = bytes(map(keep, inodes))
+    found_inodes = list(compress(inodes, mask))
+    found_pids = list(compress(pids, mask))
+    first = dict(zip(reversed(found_inodes), reversed(found_pids), strict=True))
+    holders.set_first(map(first.get, holders.inodes(), repeat(0)))
+    if len(first) < len(found_inodes):  # some socket has more than one record
+        shared = {inode for inode, count in Counter(found_inodes).items() if count > 1}
+        index, add = holders.index, holders.add
+        pairs = zip(found_inodes, found_pids, strict=True)
+        for inode, pid in compress(pairs, map(shared.__contains__, found_inodes)):
+            add(index(inode), pid)
     return holders
 
 

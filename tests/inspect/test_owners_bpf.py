@@ -241,6 +241,9 @@ def test_whole_records_decode_as_columns_and_match_only_wanted_inodes() -> None:
     assert list(inodes) == [7, 8, 7, 7, 99] and list(pids) == [100, 100, 200, 200, 300]
     holders = holders_from_records([7, 8, 9], inodes, pids)
     assert dict(holders) == {7: (100, 200), 8: (100,)}
+    assert list(holders.inodes()) == [7, 8, 9] and holders.pids() == {100, 200}
+    with pytest.raises(ValueError, match="2 first holders for 3 inodes"):
+        holders.set_first([1, 2])
     broken = dict(layout, reads=[dict(layout["reads"][0], size=2)])  # type: ignore[index]
     with pytest.raises(ValueError, match="cannot be decoded"):
         fileiter.columns(data, broken)
