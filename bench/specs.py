@@ -49,6 +49,7 @@ class Tools:
 def commands(tools: Tools) -> tuple[CommandSpec, ...]:
     """Return every command the benchmark measures, in the order of each round."""
     tt = tools.tcptune
+    six = str(1 + WATCH_REFRESHES)
     specs = [
         CommandSpec("python", "python -c pass (start-up floor)", (tools.python, "-c", "pass")),
         # The audit of issue 13 (sock_diag counts and details, CLOSE_WAIT owners). Issue 12
@@ -112,6 +113,20 @@ def commands(tools: Tools) -> tuple[CommandSpec, ...]:
             (*tt, "watch", "--json", "--interval", "0.05", "--count", str(1 + WATCH_REFRESHES)),
             refreshes=WATCH_REFRESHES,
             baseline="watch-1",
+        ),
+        # The same refreshes counted over sock_diag, as watch did before the BPF counter
+        # (and still does unprivileged): the before/after of issue 13 item 5 in one run.
+        CommandSpec(
+            "watch-netlink-1",
+            "tcptune watch --source netlink --count 1",
+            (*tt, "watch", "--json", "--source", "netlink", "--interval", "0.05", "--count", "1"),
+        ),
+        CommandSpec(
+            "watch-netlink",
+            f"tcptune watch --source netlink --count {1 + WATCH_REFRESHES}",
+            (*tt, "watch", "--json", "--source", "netlink", "--interval", "0.05", "--count", six),
+            refreshes=WATCH_REFRESHES,
+            baseline="watch-netlink-1",
         ),
         CommandSpec(
             "netstat",

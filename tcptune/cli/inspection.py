@@ -291,7 +291,8 @@ def _emit(text: str, output: Path | None) -> None:
     type=click.Choice(["auto", "netlink", "procfs"]),
     default="auto",
     show_default=True,
-    help="Where to read socket states, as for audit.",
+    help="Where to read socket states, as for audit; auto counts in the kernel with a "
+    "BPF iterator when privileged (without --owners), else over netlink.",
 )
 @click.option(
     "--window",
@@ -337,8 +338,9 @@ def watch(
     of tcp_max_tw_buckets, listen overflows or drops, TIME_WAIT overflows,
     memory aborts. q or Ctrl-C quits. Piped or redirected, it prints one
     line per refresh with ▲ on what is rising (--json: one JSON object per
-    line). Each refresh is one counts-only inspection (one sock_diag dump,
-    no per-socket details) unless --owners asks for the CLOSE_WAIT holders.
+    line). Each refresh is one counts-only inspection (one run of a BPF
+    iterator loaded once, or unprivileged one sock_diag dump; no per-socket
+    details) unless --owners asks for the CLOSE_WAIT holders.
 
     \b
     Examples:
@@ -359,6 +361,7 @@ def watch(
     from tcptune.output import terminal
     from tcptune.output import watch as watch_output
     from tcptune.run import watch as live
+    from tcptune.run.watchsources import live_sources
 
     if window < interval:
         raise UsageError(f"--window {window:g} is shorter than --interval {interval:g}")
@@ -366,7 +369,7 @@ def watch(
         raise UsageError("--once prints one refresh; it cannot go with --count")
     netns_name = click.get_current_context().meta.get(NETNS_LABEL)
     seams = bpf_seams(None) if owners else None  # owners: BPF task_file when it can run
-    take, held = live.live_sources(procfs, SocketSource(source), netns_name, owners, seams)
+    take, held = live_sources(procfs, SocketSource(source), netns_name, owners, seams)
     unicode = "utf" in (sys.stdout.encoding or "").lower()
     full_screen = sys.stdout.isatty() and os.environ.get("TERM") != "dumb" and not once
     if as_json or not full_screen:

@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-import enum
 import os
-import socket
 import stat
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tcptune.inspect.counters import read_counters
 from tcptune.inspect.owners import PROCFS_SOURCE, OwnerSource, look_up_owners
 from tcptune.inspect.procfs import ProcFS, ProcReadError, describe_os_error
-from tcptune.inspect.proctcp import read_proc_tcp
-from tcptune.inspect.sockdetails import DetailsBuilder
-from tcptune.inspect.sockdiag import SockDiagError, details_builder, dump_counts
+from tcptune.inspect.statecounts import LIVE_PROC, NetlinkFactory, SocketSource, read_sockets
 from tcptune.model.snapshot import (
     Context,
     Counters,
     Problem,
     ReadStatus,
     Snapshot,
-    SocketCounts,
     SysctlReading,
 )
 from tcptune.model.sysctls import AUXILIARY_SYSCTLS, KNOWN_SYSCTLS, Scope, SysctlSpec
@@ -32,25 +26,16 @@ from tcptune.model.tcpstates import TcpState
 from tcptune.model.values import SysctlValue, parse
 
 if TYPE_CHECKING:  # the BPF loader is imported only when socket options are read
+    from tcptune.inspect.bpfcount import BpfCounter
     from tcptune.inspect.sockopts import BpfSeams
     from tcptune.model.sockopts import InventoryStatus
 
-LIVE_PROC = Path("/proc")
-NetlinkFactory = Callable[[], socket.socket]  # opens a NETLINK_SOCK_DIAG socket (injectable)
 # include/linux/proc_ns.h: the initial network namespace's fixed inode number
 # (kernels that predate the constant gave it a dynamic one; see initial_netns()).
 PROC_NET_INIT_INO = 0xEFFFFFF9
 # A key of the global ipv4_table, which net/ipv4/sysctl_net_ipv4.c registers in
 # init_net only: visible exactly when this is the initial network namespace.
 HOST_ONLY_PROBE = "net.ipv4.tcp_max_orphans"
-
-
-class SocketSource(enum.Enum):
-    """Where socket states are read from."""
-
-    AUTO = "auto"  # netlink on the live /proc, else the procfs tables
-    NETLINK = "netlink"
-    PROCFS = "procfs"
 
 
 def read_sysctl(procfs: ProcFS, spec: SysctlSpec, initial_netns: bool | None) -> SysctlReading:
@@ -115,87 +100,6 @@ def read_context(procfs: ProcFS, netns_name: str | None = None) -> Context:
         hostname = None
     inode = netns_inode(procfs)
     return Context(release, inode, initial_netns(procfs, inode), netns_name, hostname)
-
-
-def _histogram(counts: list[int]) -> dict[TcpState, int]:
-    return {state: counts[state.value] for state in TcpState}
-
-
-def _unknown_states(counts: list[int], source: str, problems: list[Problem]) -> None:
-    for code, count in enumerate(counts):
-        if count and not 1 <= code <= len(TcpState):
-            problems.append(Problem(source, f"{count} sockets in unknown state code {code}"))
-
-
-def read_sockets_netlink(
-    details: DetailsBuilder | None, problems: list[Problem], netlink: NetlinkFactory | None = None
-) -> SocketCounts:
-    """Count states over netlink sock_diag; raise OSError/SockDiagError if netlink is unusable."""
-    ipv4, ipv6 = dump_counts(details, sock_factory=netlink)
-    for counts in (ipv4, ipv6):
-        _unknown_states(counts, "netlink sock_diag", problems)
-    return SocketCounts(
-        "netlink", _histogram(ipv4), _histogram(ipv6), details.build() if details else None
-    )
-
-
-def read_sockets_procfs(
-    procfs: ProcFS,
-    details: DetailsBuilder | None,
-    problems: list[Problem],
-    notes: Iterable[str] = (),
-) -> SocketCounts | None:
-    """Count states from /proc/net/tcp and tcp6; return None if neither can be read."""
-    ipv4, ipv6 = [0] * 256, [0] * 256
-    notes = list(notes)
-    read4 = read_proc_tcp(procfs, "net/tcp", ipv4, problems, details)
-    # A kernel without IPv6 (ipv6.disable=1) has neither tcp6 nor if_inet6:
-    # that is a fact to note, not a failed read.
-    if procfs.path("net/tcp6").exists() or procfs.path("net/if_inet6").exists():
-        read6 = read_proc_tcp(procfs, "net/tcp6", ipv6, problems, details)
-    else:
-        read6 = False
-        notes.append("IPv6 not available: no /proc/net/tcp6")
-    if not read4 and not read6:
-        return None
-    return SocketCounts(
-        "procfs",
-        _histogram(ipv4),
-        _histogram(ipv6),
-        details.build() if details else None,
-        tuple(notes),
-    )
-
-
-def read_sockets(
-    procfs: ProcFS,
-    source: SocketSource,
-    want_details: bool,
-    problems: list[Problem],
-    netlink: NetlinkFactory | None = None,
-    socket_inodes: bool = True,
-) -> SocketCounts | None:
-    """Count TCP sockets by state from the chosen source, falling back from netlink."""
-    use_netlink = source is SocketSource.NETLINK or (
-        source is SocketSource.AUTO and procfs.root == LIVE_PROC
-    )
-    fallback: list[str] = []
-    if use_netlink:
-        try:
-            builder = details_builder(socket_inodes) if want_details else None
-            return read_sockets_netlink(builder, problems, netlink)
-        except (OSError, SockDiagError) as exc:
-            reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
-            if source is SocketSource.NETLINK:
-                problems.append(Problem("netlink sock_diag", reason))
-                return None
-            fallback.append(f"netlink sock_diag unavailable ({reason}); read /proc/net/tcp")
-    return read_sockets_procfs(
-        procfs,
-        DetailsBuilder(keep_inodes=socket_inodes) if want_details else None,
-        problems,
-        fallback,
-    )
 
 
 def read_settings(
@@ -357,6 +261,7 @@ def inspect(
     options_max_sockets: int = OPTIONS_BY_DEFAULT_MAX_SOCKETS,
     owners_source: OwnerSource = OwnerSource.AUTO,
     owner_seams: BpfSeams | None = None,
+    counter: BpfCounter | None = None,
 ) -> Snapshot:
     """Read settings, socket states and counters into a Snapshot; never raises for bad files.
 
@@ -368,13 +273,16 @@ def inspect(
     keys outside the catalogue to read too (those a profile sets);
     ``options`` reads every socket's options with the BPF iterator (and their
     owners with ``owners``); unavailable options are a problem only if
-    ``options_required``, which also reads them above ``options_max_sockets``.
+    ``options_required``, which also reads them above ``options_max_sockets``;
+    ``counter`` counts the states in the kernel when no details are wanted.
     """
     procfs = procfs or ProcFS(LIVE_PROC)
     context = read_context(procfs, netns_name)
     sysctls, others, auxiliary = read_settings(procfs, context, extra)
     problems = _sysctl_problems(procfs, sysctls)
-    sockets = read_sockets(procfs, source, details, problems, netlink, socket_inodes=owners)
+    sockets = read_sockets(
+        procfs, source, details, problems, netlink, socket_inodes=owners, counter=counter
+    )
     counters = read_counters(procfs, problems)
     found = None
     if owners and sockets is not None and sockets.details is not None:
@@ -403,4 +311,12 @@ def inspect(
     )
 
 
-__all__ = ["SocketSource", "inspect", "inspect_settings", "read_settings", "read_sysctl"]
+__all__ = [
+    "LIVE_PROC",
+    "NetlinkFactory",
+    "SocketSource",
+    "inspect",
+    "inspect_settings",
+    "read_settings",
+    "read_sysctl",
+]

@@ -97,6 +97,7 @@ def watch_dict(frame: Frame) -> dict[str, Any]:
         "complete": not frame.problems,
         "problems": list(frame.problems),
         "source": frame.source,
+        "source_notes": list(frame.source_notes),
         "sockets": {
             "total": frame.total,
             "states": {

@@ -15,14 +15,12 @@ from typing import TYPE_CHECKING
 
 from tcptune.advise import counter_rates
 from tcptune.advise.teardown import ORPHANS_WARNING, TIME_WAIT_CAP_WARNING, timewait_minisockets
-from tcptune.inspect.inspector import SocketSource
-from tcptune.inspect.procfs import ProcFS
 from tcptune.model.snapshot import Snapshot
 from tcptune.model.tcpstates import TcpState
 from tcptune.run.trends import Trend, Window
 
 if TYPE_CHECKING:
-    from tcptune.inspect.sockopts import BpfSeams
+    pass
 
 # The counters whose rate each refresh shows: (kernel table, counter name), in
 # display order. Tcp is /proc/net/snmp, TcpExt /proc/net/netstat.
@@ -111,7 +109,7 @@ class Frame:
     taken_at: float  # time.time() of the snapshot
     interval: float  # the requested refresh interval, seconds
     elapsed: float | None  # measured seconds since the previous refresh
-    source: str | None  # "netlink" or "procfs"; None if sockets could not be read
+    source: str | None  # "bpf", "netlink" or "procfs"; None if sockets could not be read
     states: tuple[StateRow, ...]  # empty if sockets could not be read
     rates: tuple[RateRow, ...]
     time_wait_cap: int | None  # net.ipv4.tcp_max_tw_buckets, if readable
@@ -121,6 +119,7 @@ class Frame:
     orphan_cap: int | None = None  # net.ipv4.tcp_max_orphans (host-wide key)
     orphan_alert: str | None = None
     owners: tuple[OwnerRow, ...] | None = None  # None: owners not looked up
+    source_notes: tuple[str, ...] = ()  # why a faster source was not used
 
     @property
     def total(self) -> int:
@@ -284,44 +283,8 @@ def build_frame(
         orphan_cap=orphan_cap,
         orphan_alert=_orphan_alert(orphans, orphan_cap, window.trend("orphans")),
         owners=None if owners is None else _owner_rows(window, owners),
+        source_notes=sockets.notes if sockets else (),
     )
-
-
-def live_sources(
-    procfs: ProcFS,
-    source: SocketSource,
-    netns_name: str | None,
-    owners: bool,
-    owner_seams: BpfSeams | None = None,
-) -> tuple[Inspect, Owners | None]:
-    """Return the refresh's inspection and, with ``owners``, its CLOSE_WAIT owner lookup.
-
-    Without owners each refresh is one counts-only sock_diag dump; with them it
-    also keeps the CLOSE_WAIT inodes and lists every process's socket
-    descriptors (only while CLOSE_WAIT sockets exist), as the audit does: one
-    BPF task_file pass with ``owner_seams`` when it can run, else procfs.
-    """
-    from tcptune.inspect.inspector import inspect
-
-    def take() -> Snapshot:
-        return inspect(
-            procfs,
-            source=source,
-            details=owners,
-            owners=owners,
-            netns_name=netns_name,
-            owner_seams=owner_seams,
-        )
-
-    if not owners:
-        return take, None
-
-    def held(snapshot: Snapshot) -> Mapping[str, int] | None:
-        from tcptune.advise import Evidence
-
-        return Evidence(snapshot).close_wait_by_process()
-
-    return take, held
 
 
 def run_watch(
@@ -396,7 +359,6 @@ __all__ = [
     "RateRow",
     "StateRow",
     "build_frame",
-    "live_sources",
     "run_watch",
     "sample",
 ]

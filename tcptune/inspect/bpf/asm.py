@@ -18,7 +18,7 @@ LDX, ST, STX, JMP, ALU64 = 0x01, 0x02, 0x03, 0x05, 0x07
 MEM = 0x60  # load/store mode: [reg + off]
 SIZES = {1: 0x10, 2: 0x08, 4: 0x00, 8: 0x18}  # BPF_B, BPF_H, BPF_W, BPF_DW
 K, X = 0x00, 0x08  # source: the immediate, or the src register
-ADD, MOV = 0x00, 0xB0
+ADD, OR, AND, MOV = 0x00, 0x40, 0x50, 0xB0
 JEQ, JNE, CALL, EXIT = 0x10, 0x50, 0x80, 0x90
 
 # Registers: r0 return value, r1-r5 arguments (clobbered by calls),
@@ -46,6 +46,16 @@ def add_imm(dst: int, imm: int) -> bytes:
     return insn(ALU64 | ADD | K, dst, imm=imm)
 
 
+def and_imm(dst: int, imm: int) -> bytes:
+    """dst &= imm."""
+    return insn(ALU64 | AND | K, dst, imm=imm)
+
+
+def or_imm(dst: int, imm: int) -> bytes:
+    """dst |= imm."""
+    return insn(ALU64 | OR | K, dst, imm=imm)
+
+
 def load(size: int, dst: int, src: int, off: int) -> bytes:
     """dst = *(u<size*8> *)(src + off), zero-extended."""
     return insn(LDX | MEM | SIZES[size], dst, src, off)
@@ -59,6 +69,11 @@ def store(size: int, dst: int, off: int, src: int) -> bytes:
 def jump_if_zero(reg: int, skip: int) -> bytes:
     """if reg == 0: skip the next ``skip`` instructions."""
     return insn(JMP | JEQ | K, reg, off=skip, imm=0)
+
+
+def jump_if_not_equal(reg: int, imm: int, skip: int) -> bytes:
+    """if reg != imm: skip the next ``skip`` instructions."""
+    return insn(JMP | JNE | K, reg, off=skip, imm=imm)
 
 
 def call(helper: int) -> bytes:

@@ -147,18 +147,44 @@ def spec_from_layout(resolved: Mapping[str, Any]) -> IterProgram:
     )
 
 
+class Attached:
+    """A program loaded and attached once; each ``read`` runs a new iteration of it.
+
+    Loading (verification) and attaching happen once, so a refresh costs one
+    BPF_ITER_CREATE and the reads of its output.
+    """
+
+    def __init__(self, bpf: Bpf, code: bytes, attach_btf_id: int, name: bytes) -> None:
+        self._bpf = bpf
+        self._prog = bpf.prog_load(code, attach_btf_id, name, LICENSE)
+        try:
+            self._link: int | None = bpf.link_create(self._prog)
+        except BaseException:
+            os.close(self._prog)
+            raise
+
+    def read(self, limit: int) -> bytes:
+        """Return everything one iteration writes, at most ``limit`` bytes."""
+        if self._link is None:
+            raise ValueError("the iterator program was closed")
+        iterator = self._bpf.iter_create(self._link)
+        try:
+            return read_all(iterator, limit)
+        finally:
+            os.close(iterator)
+
+    def close(self) -> None:
+        """Detach and unload the program (idempotent)."""
+        if self._link is not None:
+            os.close(self._link)
+            os.close(self._prog)
+            self._link = None
+
+
 def run(bpf: Bpf, code: bytes, attach_btf_id: int, name: bytes, limit: int) -> bytes:
     """Load ``code``, attach it, and return everything one iteration writes."""
-    prog = bpf.prog_load(code, attach_btf_id, name, LICENSE)
+    attached = Attached(bpf, code, attach_btf_id, name)
     try:
-        link = bpf.link_create(prog)
-        try:
-            iterator = bpf.iter_create(link)
-            try:
-                return read_all(iterator, limit)
-            finally:
-                os.close(iterator)
-        finally:
-            os.close(link)
+        return attached.read(limit)
     finally:
-        os.close(prog)
+        attached.close()
