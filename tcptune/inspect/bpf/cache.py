@@ -9,7 +9,6 @@ read without following links, bounded, and validated by the caller.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import struct
@@ -37,6 +36,8 @@ def build_id(notes: bytes) -> str | None:
 
 def btf_key(btf_path: Path, notes_path: Path, release: str, question: str) -> str:
     """Return the cache key of ``question`` asked of the BTF at ``btf_path``."""
+    import hashlib  # OpenSSL's libcrypto: loaded only when a cache is consulted
+
     size = btf_path.stat().st_size
     try:
         with notes_path.open("rb") as handle:
