@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from tcptune.model.findings import Finding, Severity
-from tcptune.model.holding import HeldSockets
+from tcptune.model.holding import HeldSockets, take
 from tcptune.model.snapshot import InodePorts, Owner, Snapshot, SocketDetails
 from tcptune.model.tcpstates import TcpState
 from tcptune.model.values import SysctlValue
@@ -152,14 +152,12 @@ class Evidence:
         owners = self.snapshot.owners
         if owners is None:
             return []
-        return self._ranked(HeldSockets.of(owners.holders, inodes), ports)
+        return self._ranked(HeldSockets.of(owners.holders, inodes), array("H", ports))
 
-    def _ranked(self, held: HeldSockets, ports: Sequence[int]) -> list[OwnerCount]:
+    def _ranked(self, held: HeldSockets, ports: array[int]) -> list[OwnerCount]:
         ranked = sorted(held.by_pid.items(), key=lambda item: (-len(item[1]), item[0]))
         return [
-            OwnerCount(
-                self.process(pid), len(indices), tuple(sorted(set(map(ports.__getitem__, indices))))
-            )
+            OwnerCount(self.process(pid), len(indices), tuple(sorted(set(take(ports, indices)))))
             for pid, indices in ranked
         ]
 

@@ -12,6 +12,7 @@ from array import array
 
 from tcptune.advise.base import Evidence
 from tcptune.model.closewait import CloseWaitSummary, ProcessAges, bucket_counts_ms
+from tcptune.model.holding import take
 from tcptune.model.units import duration
 
 TOP_PROCESSES = 10  # process names kept, the oldest first: bounded metric cardinality
@@ -41,8 +42,7 @@ def summarize(ev: Evidence) -> CloseWaitSummary | None:
         if indices is None:
             ack_ms, data_ms = acks, data
         else:
-            ack_ms = array("I", map(acks.__getitem__, indices))
-            data_ms = array("I", map(data.__getitem__, indices))
+            ack_ms, data_ms = take(acks, indices), take(data, indices)
         oldest = max(ack_ms)
         processes.append(
             ProcessAges(

@@ -6,7 +6,7 @@ by remote endpoint, CLOSE_WAIT by local endpoint. Keys stay in the dump's raw
 form (ints, tuples of ints) and are decoded once per kept key at the end.
 Only CLOSE_WAIT sockets are kept per socket, in compact columns (inode,
 local port and, from tcp_info, the ms since the last ACK and data received:
-18 bytes each), sorted by inode once when the details are built.
+18 bytes each), sorted by inode once when owners are looked up.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 from tcptune.model.closewait import CloseWaitAges
 from tcptune.model.heavyhitters import DEFAULT_CAPACITY, HeavyHitters
+from tcptune.model.holding import take
 from tcptune.model.snapshot import Endpoint, InodePorts, Listener, SocketDetails
 
 # inet_diag idiag_timer / /proc/net/tcp "tr" values (net/ipv4/inet_diag.c,
@@ -140,15 +141,20 @@ class DetailsBuilder:
         return Endpoint(self.decode_address(key[0]), self.decode_port(key[1]))
 
     def _sorted_close_wait(self) -> tuple[CloseWaitAges | None, InodePorts]:
-        """Sort the CLOSE_WAIT columns by inode; return the ages (if every socket has them)."""
+        """Return the CLOSE_WAIT ages (if every socket has them) and the inodes for owners.
+
+        With owners the columns are sorted by inode once (the holder join walks
+        them in order); without, they stay in dump order and no inode is shown.
+        """
         inodes, ports = self.close_wait_inodes, self.close_wait_ports
         ack, data = self.close_wait_last_ack, self.close_wait_last_data
         aged = bool(inodes) and len(ack) == len(inodes) == len(data)
-        order = sorted(range(len(inodes)), key=inodes.__getitem__)  # the dump's is hash order
-        inodes, ports = _pick(inodes, order), _pick(ports, order)
-        if aged:
-            ack, data = _pick(ack, order), _pick(data, order)
-        del order
+        if self.keep_inodes and len(inodes) > 1:
+            order = sorted(range(len(inodes)), key=inodes.__getitem__)  # the dump's: hash order
+            inodes, ports = take(inodes, order), take(ports, order)
+            if aged:
+                ack, data = take(ack, order), take(data, order)
+            del order
         ages = CloseWaitAges(inodes, ports, ack, data) if aged else None
         if not self.keep_inodes:
             return ages, InodePorts()
@@ -174,8 +180,3 @@ class DetailsBuilder:
             time_wait_by_local_port=self.time_wait_by_local_port.freeze(self.decode_port),
             close_wait_ages=ages,
         )
-
-
-def _pick(column: array[int], order: list[int]) -> array[int]:
-    """Return ``column`` reordered by ``order`` (same type code)."""
-    return array(column.typecode, map(column.__getitem__, order))

@@ -26,9 +26,10 @@ WRAP_SECONDS = (1 << 32) / 1000  # 49.7 days
 
 @dataclass(frozen=True)
 class CloseWaitAges:
-    """Every CLOSE_WAIT socket of one dump, in parallel columns sorted by inode.
+    """Every CLOSE_WAIT socket of one dump, in parallel columns.
 
-    Inode 0 (a connection not accepted yet: no process holds it) sorts first.
+    Sorted by inode when owners were looked up (inode 0, a connection not
+    accepted yet that no process holds, first); in dump order otherwise.
     The ages are tcp_info's u32 milliseconds: since the last ACK received (the
     peer's FIN, for an owner that sends nothing) and the last data received.
     """

@@ -12,6 +12,8 @@ from __future__ import annotations
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import compress
+from operator import itemgetter
 from typing import Protocol, runtime_checkable
 
 Aligned = tuple["array[int]", dict[int, tuple[int, ...]]]
@@ -40,38 +42,60 @@ def aligned_holders(holders: Mapping[int, tuple[int, ...]], inodes: Sequence[int
     return first, more
 
 
+def take(column: array[int], indices: Sequence[int]) -> array[int]:
+    """Return ``column[i]`` for each of ``indices``, as an array of its type code (in C)."""
+    if len(indices) > 1:
+        return array(column.typecode, itemgetter(*indices)(column))
+    return array(column.typecode, [column[i] for i in indices])
+
+
+FEW_PIDS = 16  # up to this many holders, each one's indices are picked out in C
+
+
 @dataclass(frozen=True)
 class HeldSockets:
-    """For one socket column: the indices each PID holds, and how many nobody holds."""
+    """For one socket column: the indices each PID holds, and those nobody holds."""
 
     by_pid: Mapping[int, array[int]]  # pid -> indices into the column, ascending
     unheld: array[int]  # indices of the sockets no process was found holding
     size: int  # the column's length
+    sharing: frozenset[int] = frozenset()  # PIDs holding a socket another PID holds too
 
     @classmethod
     def of(cls, holders: Mapping[int, tuple[int, ...]], inodes: Sequence[int]) -> HeldSockets:
         """Group the column ``inodes`` (ascending for the bulk path) by holding PID."""
         first, more = aligned_holders(holders, inodes)
         by_pid: dict[int, array[int]] = {}
-        unheld = array("I")
-        for index, pid in enumerate(first):
-            column = by_pid.get(pid)
-            if column is None:
-                column = by_pid[pid] = array("I")
-            column.append(index)
+        distinct = set(first)
+        if len(distinct) <= FEW_PIDS:
+            for pid in distinct:
+                by_pid[pid] = array("I", compress(range(len(first)), map(pid.__eq__, first)))
+        else:
+            for index, pid in enumerate(first):
+                column = by_pid.get(pid)
+                if column is None:
+                    column = by_pid[pid] = array("I")
+                column.append(index)
+        unheld = by_pid.pop(0, array("I"))
         for index, pids in sorted(more.items()):
             for pid in pids:
                 column = by_pid.get(pid)
                 if column is None:
                     column = by_pid[pid] = array("I")
                 column.append(index)
-        unheld = by_pid.pop(0, unheld)
-        for pid in {pid for pids in more.values() for pid in pids}:
-            by_pid[pid] = array("I", sorted(set(by_pid[pid])))  # extras appended last
-        return cls(by_pid, unheld, len(first))
+        extra = {pid for pids in more.values() for pid in pids}
+        for pid in extra:
+            by_pid[pid] = array("I", sorted(by_pid[pid]))  # extras were appended last
+        sharing = frozenset(extra | {first[index] for index in more})
+        return cls(by_pid, unheld, len(first), sharing)
 
     def union(self, pids: Sequence[int]) -> array[int]:
-        """Return the indices any of ``pids`` holds, each once, ascending."""
+        """Return the indices any of ``pids`` holds, each once (ascending only if shared)."""
         if len(pids) == 1:
             return self.by_pid[pids[0]]
+        if self.sharing.isdisjoint(pids):  # disjoint sets of sockets: just join them
+            joined = array("I")
+            for pid in pids:
+                joined.extend(self.by_pid[pid])
+            return joined
         return array("I", sorted(set().union(*(self.by_pid[pid] for pid in pids))))

@@ -62,14 +62,14 @@ def _ages(owners: bool = False) -> CloseWaitAges:
 
 
 def test_ages_are_the_time_since_the_peers_fin_and_grow(leaked: Holder) -> None:
-    found = _ages()
+    found = _ages(owners=True)
     assert len(found) == 3
     assert list(found.inodes) == sorted(found.inodes) and 0 not in found.inodes
     for ack, data in zip(found.last_ack_ms, found.last_data_ms, strict=True):
         assert WAITED * 1000 <= ack <= data < (WAITED + 5) * 1000
     assert set(found.local_ports) == {7400}
     time.sleep(0.3)
-    later = _ages()
+    later = _ages(owners=True)
     assert list(later.inodes) == list(found.inodes)
     for before, after in zip(found.last_ack_ms, later.last_ack_ms, strict=True):
         assert after >= before + 250  # the same sockets, 0.3 s older

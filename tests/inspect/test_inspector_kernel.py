@@ -236,3 +236,18 @@ def test_holders_answer_for_a_whole_sorted_column() -> None:
     assert dict(held.by_pid) == {100: array("I", [1, 3]), 200: array("I", [1, 2])}
     assert held.unheld == array("I", [0]) and held.size == 4
     assert held.union([100, 200]) == array("I", [1, 2, 3])  # the shared socket once
+
+
+def test_held_sockets_group_many_holders_like_few() -> None:
+    from array import array
+
+    from tcptune.model.holding import FEW_PIDS, HeldSockets
+
+    pids = list(range(1000, 1000 + 2 * FEW_PIDS))
+    holders = {inode: (pids[inode % len(pids)],) for inode in range(1, 200) if inode % 7}
+    held = HeldSockets.of(holders, list(range(200)))
+    assert held.unheld == array("I", [i for i in range(200) if not i % 7 or i == 0])
+    for pid in pids:
+        assert list(held.by_pid[pid]) == [i for i in holders if holders[i] == (pid,)]
+    few = HeldSockets.of({i: p for i, p in holders.items() if p[0] < 1002}, list(range(200)))
+    assert sorted(few.union([1000, 1001])) == sorted(i for i in holders if holders[i][0] < 1002)
