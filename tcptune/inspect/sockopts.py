@@ -17,22 +17,18 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tcptune.inspect.bpf import cache, loader, tcpiter
+from tcptune.inspect.bpf import loader, tcpiter
 from tcptune.inspect.bpf.btf import VMLINUX_BTF, BtfError, load_btf
 from tcptune.inspect.bpf.loader import IterProgram
 from tcptune.inspect.bpf.syscall import Bpf, BpfError, bpf_reason
 from tcptune.inspect.procfs import ProcFS
 from tcptune.model.snapshot import Endpoint
-from tcptune.model.sockopts import (
-    SK_NO_REUSE,
-    InventoryStatus,
-    Process,
-    SocketInventory,
-    SocketOptions,
-)
 from tcptune.model.tcpstates import TcpState
+
+if TYPE_CHECKING:  # the records load with read_inventory: BpfSeams alone (owners) needs none
+    from tcptune.model.sockopts import InventoryStatus, Process, SocketOptions
 
 KERNEL_NOTES = Path("/sys/kernel/notes")
 MAX_OUTPUT = 1 << 31  # 2 GiB of records (~25 million sockets): a runaway bound
@@ -64,6 +60,8 @@ def read_inventory(
     requested: bool = False,
 ) -> InventoryStatus:
     """Return every TCP socket's options and holders, or why they cannot be read."""
+    from tcptune.model.sockopts import InventoryStatus, SocketInventory
+
     seams = seams or BpfSeams()
     started = time.perf_counter()
     try:
@@ -93,11 +91,15 @@ def read_inventory(
 
 
 def _unavailable(reason: str, detail: str, requested: bool) -> InventoryStatus:
+    from tcptune.model.sockopts import InventoryStatus
+
     return InventoryStatus(None, f"socket options not available: {reason}", detail, requested)
 
 
 def _layout(procfs: ProcFS, seams: BpfSeams) -> tuple[dict[str, Any], bool]:
     """Return the resolved layout, from the cache when this kernel's BTF was seen before."""
+    from tcptune.inspect.bpf import cache
+
     return cache.cached_layout(
         (seams.btf_path, seams.notes_path, seams.cache_dir),
         lambda: procfs.read_text("sys/kernel/osrelease"),
@@ -136,6 +138,9 @@ class _Converter:
     """
 
     def __init__(self, hz: int, resolved: Mapping[str, Any]) -> None:
+        from tcptune.model.sockopts import SK_NO_REUSE, SocketOptions
+
+        self.options, self.no_reuse = SocketOptions, SK_NO_REUSE
         self.hz = hz
         self.keepopen = 1 << int(resolved["keepopen"])
         self.linger = 1 << int(resolved["linger"])
@@ -159,13 +164,13 @@ class _Converter:
         state = self.states.get(row["state"], TcpState.CLOSE)
         local = self.address(row.get("local6") if ipv6 else row["local4"])
         remote = self.address(row.get("remote6") if ipv6 else row["remote4"])
-        return SocketOptions(
+        return self.options(
             inode=row["inode"],
             state=state,
             local=Endpoint(local, row["local_port"]),
             remote=Endpoint(remote, row["remote_port"]),
             uid=row["uid"],
-            reuseaddr=row["reuse"] != SK_NO_REUSE,
+            reuseaddr=row["reuse"] != self.no_reuse,
             reuseport=bool(row["reuseport"]),
             keepalive=bool(flags & self.keepopen),
             keepalive_idle=keepalive_time // hz if keepalive_time else None,
@@ -200,6 +205,7 @@ def _owners(
 ) -> tuple[dict[int, tuple[int, ...]], dict[int, Process]]:
     """Return who holds each socket inode (BPF task_file, else procfs), and their details."""
     from tcptune.inspect.owners import look_up_owners
+    from tcptune.model.sockopts import Process
 
     found = look_up_owners(procfs, inodes, seams=seams)
     holders = {inode: tuple(pids) for inode, pids in found.holders.items()}
