@@ -19,7 +19,8 @@ from tcptune.inspect.bpf.btf import BtfError, load_btf
 from tcptune.inspect.bpf.cache import cached_layout
 from tcptune.inspect.bpf.loader import Attached
 from tcptune.inspect.bpf.syscall import BpfError, bpf_reason
-from tcptune.inspect.procfs import ProcFS
+from tcptune.inspect.ownersbpf import missing_capability
+from tcptune.inspect.procfs import ProcFS, ProcReadError
 from tcptune.inspect.sockopts import BpfSeams
 
 PROGRAM_NAME = b"tcptune_count"
@@ -65,6 +66,14 @@ class BpfCounter:
     def _attach(self) -> Attached | None:
         if self._attached is not None or self.reason is not None:
             return self._attached
+        try:
+            status = self._procfs.read_text("self/status")
+        except ProcReadError:
+            status = ""
+        lacking = missing_capability(status)
+        if lacking:  # known before indexing BTF (~0.2 s) for a load bpf(2) would refuse
+            self._fail(f"needs {lacking} (or CAP_SYS_ADMIN)", "")
+            return None
         try:
             seams = self._seams
             resolved, cached = cached_layout(
