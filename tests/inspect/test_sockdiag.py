@@ -145,3 +145,27 @@ def test_auto_falls_back_to_procfs_and_says_why(lab: SocketLab) -> None:
         "read /proc/net/tcp",
     )
     assert snapshot.complete
+
+
+def test_an_interrupted_close_wait_pass_retries_every_pass() -> None:
+    from tcptune.inspect.sockdiag import PASSES, details_builder
+
+    clean_tw = [diag_message(6) + done()]
+    interrupted_cw = [diag_message(8, MULTI | NLM_F_DUMP_INTR) + done()]
+    clean = [[diag_message(6) + done()], [diag_message(8) + done()], [diag_message(1) + done()]]
+    sockets: list[ScriptedNetlink] = []
+    scripted = [clean_tw, interrupted_cw, *clean]
+
+    def make() -> Any:
+        sockets.append(ScriptedNetlink(scripted.pop(0)))
+        return sockets[-1]
+
+    details = details_builder()
+    counts, _ipv6 = dump_counts(details, sock_factory=make)
+    assert len(sockets) == 5  # TIME_WAIT, CLOSE_WAIT (interrupted), then all three again
+    assert [counts[6], counts[8], counts[1]] == [1, 1, 1]  # the retry's counts only
+    assert details.build().close_wait == 1
+    sent = [struct.unpack_from("=BBBB48xI", s.sent[0], 16) for s in sockets]
+    asked = [(states, ext) for _family, _src, _dst, ext, states in sent]
+    assert asked == [*PASSES[:2], *PASSES]
+    assert PASSES[1] == (1 << TcpState.CLOSE_WAIT, 1 << 1)  # INET_DIAG_INFO - 1
