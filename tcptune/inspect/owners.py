@@ -1,7 +1,7 @@
 """Find which processes hold given socket inodes: BPF task_file, or /proc/PID/fd links.
 
 Only the inodes asked for are looked up (CLOSE_WAIT sockets, listeners), and
-psutil supplies process details (name, user) for the few PIDs that match.
+the few PIDs that match are named from their comm and status.
 When privileged, one BPF task_file iteration (inspect/ownersbpf.py) lists
 every socket descriptor with its holder; otherwise, or when it cannot run,
 every /proc/PID/fd link is read. Both see every process of tcptune's PID
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 _FILTER_BITS = 1 << 20  # a 128 KiB bitmap in front of the sorted inodes
 LIVE_PROC = Path("/proc")
+COMM_CUT = 15  # include/linux/sched.h TASK_COMM_LEN 16, with the NUL
 PROCFS_SOURCE = "procfs"  # the owners source when /proc/PID/fd links were read
 
 
@@ -55,15 +56,21 @@ class Holders(Mapping[int, tuple[int, ...]]):
         self._inodes = array("Q", sorted({inode for inode in inodes if inode}))
         self._first = array("l", bytes(self._inodes.itemsize * len(self._inodes)))
         self._more: dict[int, list[int]] = {}
-        self._filter = bytearray(_FILTER_BITS // 8)
+        self._filter: bytearray | None = None  # built by the first index(): bulk fills need none
+
+    def _bitmap(self) -> bytearray:
+        bitmap = bytearray(_FILTER_BITS // 8)
         for inode in self._inodes:
             bit = inode % _FILTER_BITS
-            self._filter[bit >> 3] |= 1 << (bit & 7)
+            bitmap[bit >> 3] |= 1 << (bit & 7)
+        self._filter = bitmap
+        return bitmap
 
     def index(self, inode: int) -> int:
         """Return the position of a wanted inode, or -1 (a bitmap answers most misses)."""
         bit = inode % _FILTER_BITS
-        if not self._filter[bit >> 3] >> (bit & 7) & 1:
+        bitmap = self._filter if self._filter is not None else self._bitmap()
+        if not bitmap[bit >> 3] >> (bit & 7) & 1:
             return -1
         position = bisect_left(self._inodes, inode)
         if position < len(self._inodes) and self._inodes[position] == inode:
@@ -197,33 +204,24 @@ def socket_holders(procfs: ProcFS, inodes: Iterable[int], *, first_holder: bool 
 
 
 def describe_processes(procfs: ProcFS, pids: Iterable[int]) -> Mapping[int, Owner]:
-    """Return name and user of each PID; vanished processes are named '?'.
+    """Return name and user of each PID from its comm and status; vanished ones are named '?'.
 
-    On the live /proc psutil supplies the details; on any other procfs root
-    (a fixture, a host's /proc mounted elsewhere) comm and status are read
-    from that tree, since psutil only knows one global procfs path.
+    Read through ``procfs`` whatever its root (the live /proc, a fixture, a
+    host's /proc mounted elsewhere), as psutil's name() and username() would
+    answer: a comm of 15 characters (TASK_COMM_LEN - 1, cut by the kernel)
+    is completed from the base name of argv[0] when that starts with it.
     """
-    if procfs.root != Path("/proc"):
-        return {pid: _from_tree(procfs, pid) for pid in set(pids)}
-    import psutil
-
-    owners: dict[int, Owner] = {}
-    for pid in set(pids):
-        try:
-            process = psutil.Process(pid)
-            with process.oneshot():
-                owners[pid] = Owner(pid, process.name(), process.username())
-        except (psutil.Error, KeyError):
-            owners[pid] = Owner(pid, "?", "?")
-    return owners
+    return {pid: _from_tree(procfs, pid) for pid in set(pids)}
 
 
 def _from_tree(procfs: ProcFS, pid: int) -> Owner:
     try:
-        name = procfs.read_text(f"{pid}/comm").strip()
+        name = procfs.read_text(f"{pid}/comm").rstrip("\n")
         status = procfs.read_text(f"{pid}/status")
     except ProcReadError:
         return Owner(pid, "?", "?")
+    if len(name) >= COMM_CUT:
+        name = _full_name(procfs, pid, name)
     # A tree's status may be anything: "Uid:" with no value, a uid of 10^30, a minus.
     fields = next(
         (line.split()[1:2] for line in status.splitlines() if line.startswith("Uid:")), []
@@ -233,7 +231,17 @@ def _from_tree(procfs: ProcFS, pid: int) -> Owner:
         user = pwd.getpwuid(int(uid)).pw_name
     except (KeyError, ValueError, OverflowError):
         user = uid
-    return Owner(pid, name or "?", user)
+    return Owner(pid, name.strip() or "?", user)
+
+
+def _full_name(procfs: ProcFS, pid: int, comm: str) -> str:
+    """Return argv[0]'s base name when the cut comm is its start (psutil's rule), else comm."""
+    try:
+        argv0 = procfs.read_text(f"{pid}/cmdline").split("\0", 1)[0]
+    except ProcReadError:
+        return comm
+    full = argv0.rsplit("/", 1)[-1]
+    return full if full.startswith(comm) else comm
 
 
 def holders_from_records(
@@ -294,6 +302,6 @@ def look_up_owners(
     if holders is None:
         holders = socket_holders(procfs, wanted)
     pids = holders.pids()
-    processes = describe_processes(procfs, pids) if pids else {}  # no psutil import if none
+    processes = describe_processes(procfs, pids) if pids else {}
     cost = time.perf_counter() - started
     return SocketOwners(holders, processes, used, why, detail or why, cost)

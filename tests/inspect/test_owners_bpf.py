@@ -22,6 +22,7 @@ from tcptune.inspect.bpf.loader import IterProgram
 from tcptune.inspect.bpf.syscall import Bpf
 from tcptune.inspect.owners import (
     OwnerSource,
+    describe_processes,
     holders_from_records,
     look_up_owners,
     socket_holders,
@@ -283,3 +284,29 @@ def test_a_fixture_tree_is_walked_never_iterated(tmp_path: Path) -> None:
     assert found.source == "procfs"
     assert found.bpf_unavailable == f"{tmp_path} is not the live /proc"
     assert dict(found.holders) == {4242: (1,)}
+
+
+def test_a_name_the_kernel_cut_at_15_characters_is_completed_from_argv0(tmp_path: Path) -> None:
+    for pid, comm, argv in [
+        (1, "averyveryverylo", b"/usr/bin/averyveryverylongname\0--flag\0"),
+        (2, "kworker-ish-nam", b"/bin/sh\0-c\0"),  # argv[0] is not the cut name: comm stays
+        (3, "short", b"/opt/short-but-renamed\0"),  # not cut: comm as it is
+    ]:
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "comm").write_text(comm + "\n")
+        (tmp_path / str(pid) / "cmdline").write_bytes(argv)
+        (tmp_path / str(pid) / "status").write_text("Uid:\t0\t0\t0\t0\n")
+    named = describe_processes(ProcFS(tmp_path), [1, 2, 3, 4])
+    assert {pid: (o.name, o.user) for pid, o in named.items()} == {
+        1: ("averyveryverylongname", "root"),
+        2: ("kworker-ish-nam", "root"),
+        3: ("short", "root"),
+        4: ("?", "?"),  # vanished
+    }
+
+
+def test_live_processes_are_named_as_psutil_names_them() -> None:
+    psutil = pytest.importorskip("psutil")
+    me = psutil.Process()
+    (found,) = describe_processes(PROC, [os.getpid()]).values()
+    assert (found.name, found.user) == (me.name(), me.username())
