@@ -12,11 +12,13 @@ diagparse reads in bulk. Each recv() fills a fixed buffer that is parsed in
 place, so memory does not grow with the number of sockets. Layouts:
 include/uapi/linux/netlink.h, sock_diag.h and inet_diag.h.
 
-The passes are not one atomic view, but neither is one dump: the kernel
-walks its hash bucket by bucket while sockets change state. A socket that
-moves to another pass's state between two requests is missed (or seen
-twice); the window is the length of one request (tens of milliseconds at
-200,000 sockets).
+The requests are sent at once, each on its own netlink socket with its own
+reader thread, so the kernel's walks run side by side (on a 2-core machine
+at 200,000 sockets: 260 ms instead of 380 ms in one run). The passes are
+not one atomic view, but neither is one dump: the kernel walks its hash
+bucket by bucket while sockets change state. A socket that moves to another
+pass's state while the walks run is missed (or seen twice); the window is
+the length of one walk (tens of milliseconds at 200,000 sockets).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import socket
 import struct
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 
 from tcptune.inspect.diagparse import (
     INET_DIAG_INFO,
@@ -111,15 +114,9 @@ def dump_counts(
         ipv4, ipv6 = [0] * 256, [0] * 256
         if details is not None:
             details.reset()  # a retried dump starts from nothing
-        parser = DumpParser(ipv4, ipv6, details)
-        clean = True
-        for states, ext in passes:
-            parser.done = False
-            _dump_once(parser, states, ext, sock_factory)
-            clean = clean and not parser.interrupted
-            if not clean:
-                break
-        if clean:
+        # One parser per pass (each tracks its own end), all adding to the same counts.
+        parsers = [DumpParser(ipv4, ipv6, details) for _pass in passes]
+        if _dump_all(parsers, passes, sock_factory):
             return ipv4, ipv6
     raise DumpInterrupted(
         f"socket table kept changing during {MAX_DUMP_ATTEMPTS} dumps (NLM_F_DUMP_INTR)"
@@ -150,18 +147,22 @@ def _ends_dump(chunk: bytearray, size: int) -> bool:
     return length == _DONE_LENGTH and kind == NLMSG_DONE and bool(flags & NLM_F_MULTI)
 
 
-def _chunks(sock: socket.socket) -> Iterator[tuple[bytearray, int]]:
-    """Yield what the kernel sends, read ahead by a thread so parsing overlaps the kernel.
+Chunk = tuple[int, bytearray, int, BaseException | None]  # pass index, buffer, size, error
+
+
+def _chunks(socks: list[socket.socket]) -> Iterator[tuple[int, bytearray, int]]:
+    """Yield (pass index, buffer, size) as the kernel sends them, every dump read at once.
 
     The kernel builds each dump chunk inside recv(), which releases the GIL:
-    a reader thread keeps recv() going while this thread parses the previous
-    chunk, so the wall time is about the larger of the two, not their sum.
-    The queue is bounded, so memory stays flat however many sockets there are.
+    one reader thread per request keeps recv() going while this thread parses,
+    so the kernel walks for the passes run side by side on as many cores as
+    there are, and parsing overlaps them. The one queue is bounded, so memory
+    stays flat however many sockets there are; it ends when every reader has.
     """
-    chunks: queue.Queue[tuple[bytearray, int, BaseException | None]] = queue.Queue(_QUEUED_CHUNKS)
+    chunks: queue.Queue[Chunk] = queue.Queue(_QUEUED_CHUNKS)
     stop = threading.Event()
 
-    def offer(item: tuple[bytearray, int, BaseException | None]) -> bool:
+    def offer(item: Chunk) -> bool:
         while not stop.is_set():
             try:
                 chunks.put(item, timeout=_READER_POLL)
@@ -170,7 +171,7 @@ def _chunks(sock: socket.socket) -> Iterator[tuple[bytearray, int]]:
                 continue
         return False
 
-    def read() -> None:
+    def read(index: int, sock: socket.socket) -> None:
         try:
             while not stop.is_set():
                 chunk = bytearray(_RECV_BUFFER)
@@ -178,33 +179,55 @@ def _chunks(sock: socket.socket) -> Iterator[tuple[bytearray, int]]:
                     size = sock.recv_into(chunk)
                 except TimeoutError:
                     continue
-                if not offer((chunk, size, None)) or _ends_dump(chunk, size):
-                    return
+                if not offer((index, chunk, size, None)) or _ends_dump(chunk, size):
+                    break
         except BaseException as exc:  # handed to the parsing thread, raised there
-            offer((bytearray(), 0, exc))
+            offer((index, bytearray(), 0, exc))
+        offer((index, bytearray(), -1, None))  # this reader is finished
 
-    sock.settimeout(_READER_POLL)
-    reader = threading.Thread(target=read, name="sock_diag reader", daemon=True)
-    reader.start()
+    readers = []
+    for index, sock in enumerate(socks):
+        sock.settimeout(_READER_POLL)
+        name = f"sock_diag reader {index}"
+        readers.append(threading.Thread(target=read, args=(index, sock), name=name, daemon=True))
+    for reader in readers:
+        reader.start()
+    running = len(readers)
     try:
-        while True:
-            chunk, size, error = chunks.get()
+        while running:
+            index, chunk, size, error = chunks.get()
             if error is not None:
                 raise error
-            yield chunk, size
+            if size < 0:
+                running -= 1
+                continue
+            yield index, chunk, size
     finally:
         stop.set()
-        reader.join()
+        for reader in readers:
+            reader.join()
 
 
-def _dump_once(parser: DumpParser, states: int, ext: int, sock_factory: SockFactory | None) -> None:
-    """Run one request's dump through ``parser``."""
-    with (sock_factory or _open)() as sock:
-        sock.sendto(request(1, states, ext), (0, 0))
-        for buffer, size in _chunks(sock):
+def _dump_all(
+    parsers: list[DumpParser], passes: tuple[Pass, ...], sock_factory: SockFactory | None
+) -> bool:
+    """Run every pass's request at once; return False if one was interrupted."""
+    with ExitStack() as stack:
+        socks = []
+        for states, ext in passes:
+            sock = stack.enter_context((sock_factory or _open)())
+            sock.sendto(request(1, states, ext), (0, 0))
+            socks.append(sock)
+        pending = len(parsers)
+        for index, buffer, size in _chunks(socks):
+            parser = parsers[index]
             parser.feed(buffer, size)
+            if parser.interrupted:
+                return False  # the attempt starts again: no use reading the rest
             if parser.done:
-                return
+                pending -= 1
+                if not pending:
+                    return True
     raise SockDiagError("netlink dump ended without NLMSG_DONE")
 
 

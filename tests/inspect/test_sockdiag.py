@@ -154,7 +154,8 @@ def test_an_interrupted_close_wait_pass_retries_every_pass() -> None:
     interrupted_cw = [diag_message(8, MULTI | NLM_F_DUMP_INTR) + done()]
     clean = [[diag_message(6) + done()], [diag_message(8) + done()], [diag_message(1) + done()]]
     sockets: list[ScriptedNetlink] = []
-    scripted = [clean_tw, interrupted_cw, *clean]
+    rest = [diag_message(1) + done()]  # sent at once with the others, then abandoned
+    scripted = [clean_tw, interrupted_cw, rest, *clean]
 
     def make() -> Any:
         sockets.append(ScriptedNetlink(scripted.pop(0)))
@@ -162,10 +163,45 @@ def test_an_interrupted_close_wait_pass_retries_every_pass() -> None:
 
     details = details_builder()
     counts, _ipv6 = dump_counts(details, sock_factory=make)
-    assert len(sockets) == 5  # TIME_WAIT, CLOSE_WAIT (interrupted), then all three again
+    assert len(sockets) == 6  # all three at once, CLOSE_WAIT interrupted, all three again
     assert [counts[6], counts[8], counts[1]] == [1, 1, 1]  # the retry's counts only
     assert details.build().close_wait == 1
     sent = [struct.unpack_from("=BBBB48xI", s.sent[0], 16) for s in sockets]
     asked = [(states, ext) for _family, _src, _dst, ext, states in sent]
-    assert asked == [*PASSES[:2], *PASSES]
+    assert asked == [*PASSES, *PASSES]
     assert PASSES[1] == (1 << TcpState.CLOSE_WAIT, 1 << 1)  # INET_DIAG_INFO - 1
+
+
+class GatedNetlink(ScriptedNetlink):
+    """A scripted socket whose first answer waits until ``gate`` is set by another pass."""
+
+    def __init__(self, chunks: list[bytes], wait: Any = None, opens: Any = None) -> None:
+        super().__init__(chunks)
+        self.wait, self.opens = wait, opens
+
+    def recv_into(self, buffer: bytearray) -> int:
+        if self.wait is not None:
+            if not self.wait.wait(timeout=5):
+                raise RuntimeError("the other pass was never read: passes ran one by one")
+            self.wait = None
+        if self.opens is not None:
+            self.opens.set()
+        return super().recv_into(buffer)
+
+
+def test_the_passes_are_read_side_by_side() -> None:
+    # The first pass answers only once the second has been read: sequential passes
+    # would wait for ever (here: fail after 5 s); concurrent ones finish at once.
+    import threading
+
+    gate = threading.Event()
+    sockets = iter(
+        [
+            GatedNetlink([diag_message(6) + done()], wait=gate),
+            GatedNetlink([diag_message(1) + diag_message(8) + done()], opens=gate),
+        ]
+    )
+    two_passes = ((1 << TcpState.TIME_WAIT.value, 0), (ALL_STATES_MASK, 0))
+    counts, _ipv6 = dump_counts(sock_factory=lambda: next(sockets), passes=two_passes)
+    assert (counts[TcpState.TIME_WAIT], counts[TcpState.ESTABLISHED]) == (1, 1)
+    assert counts[TcpState.CLOSE_WAIT] == 1
