@@ -204,8 +204,12 @@ def _chunks(socks: list[socket.socket]) -> Iterator[tuple[int, bytearray, int]]:
             yield index, chunk, size
     finally:
         stop.set()
-        for reader in readers:
-            reader.join()
+        for reader in readers:  # drain, so no reader waits out a poll on a full queue
+            while reader.is_alive():
+                try:
+                    chunks.get(timeout=0.01)
+                except queue.Empty:
+                    continue
 
 
 def _dump_all(
