@@ -89,6 +89,9 @@ def read_socket_files(procfs: ProcFS, seams: BpfSeams) -> tuple[memoryview[int],
         raise OwnersBpfUnavailable(*bpf_reason(exc)) from exc
     except ValueError as exc:
         raise OwnersBpfUnavailable(f"unexpected iterator output: {exc}", str(exc)) from exc
+    except OSError as exc:  # reading the iterator's descriptor failed
+        reason = f"reading the task_file iterator: {exc.strerror or exc}"
+        raise OwnersBpfUnavailable(reason, str(exc)) from exc
 
 
 def _valid(resolved: dict[str, Any]) -> bool:

@@ -218,6 +218,24 @@ def test_output_that_is_not_whole_records_is_refused_with_a_clear_reason(
     )
 
 
+class UnreadableBpf(TruncatedBpf):
+    """A bpf(2) whose iterator descriptor cannot be read (a directory: EISDIR)."""
+
+    def iter_create(self, link_fd: int) -> int:
+        return os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+
+
+def test_an_unreadable_iterator_falls_back_with_the_errno(tmp_path: Path) -> None:
+    seams = BpfSeams(cache_dir=tmp_path, bpf=lambda: UnreadableBpf(b""))
+    found = look_up_owners(PROC, [1], seams=seams)
+    if found.bpf_unavailable and "CAP_" in found.bpf_unavailable:
+        skip_or_fail(f"needs CAP_BPF: {found.bpf_unavailable}")
+    assert found.source == "procfs"
+    assert found.bpf_unavailable == (
+        "owners via procfs: reading the task_file iterator: Is a directory"
+    )
+
+
 def test_whole_records_decode_as_columns_and_match_only_wanted_inodes() -> None:
     layout = {
         "attach_btf_id": 1,
