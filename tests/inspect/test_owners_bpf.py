@@ -323,8 +323,13 @@ def test_a_name_the_kernel_cut_at_15_characters_is_completed_from_argv0(tmp_path
     }
 
 
-def test_live_processes_are_named_as_psutil_names_them() -> None:
-    psutil = pytest.importorskip("psutil")
+def test_a_tree_is_read_as_psutil_reads_the_live_proc() -> None:
+    import psutil
+
+    from tcptune.inspect.owners import _from_tree
+
     me = psutil.Process()
-    (found,) = describe_processes(PROC, [os.getpid()]).values()
+    (found,) = describe_processes(PROC, [os.getpid()]).values()  # the live /proc: psutil
     assert (found.name, found.user) == (me.name(), me.username())
+    from_tree = _from_tree(PROC, os.getpid())  # what any other root gets, on the same process
+    assert (from_tree.name, from_tree.user) == (me.name(), me.username())
