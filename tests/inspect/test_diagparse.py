@@ -184,3 +184,12 @@ def test_close_wait_without_tcp_info_has_no_ages_but_counts() -> None:
     assert ipv4[8] == 12 and details.close_wait == 12
     assert details.close_wait_ages is None
     assert len(details.close_wait_inodes) == 12
+
+
+def test_a_chunk_histogram_counts_every_state_byte() -> None:
+    from collections import Counter
+
+    from tcptune.inspect.diagparse import _histogram
+
+    for states in (bytes([6]) * 372, bytes([1, 1, 5, 10, 1, 8, 8]), bytes(range(256)) * 3):
+        assert _histogram(states) == Counter(states)
