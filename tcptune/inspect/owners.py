@@ -28,6 +28,7 @@ from tcptune.inspect.procfs import ProcFS, ProcReadError
 from tcptune.model.snapshot import Owner, SocketOwners
 
 if TYPE_CHECKING:
+    from tcptune.inspect.ownersbpf import Prefetch
     from tcptune.inspect.sockopts import BpfSeams
 
 _FILTER_BITS = 1 << 20  # a 128 KiB bitmap in front of the sorted inodes
@@ -290,11 +291,13 @@ def look_up_owners(
     *,
     source: OwnerSource = OwnerSource.AUTO,
     seams: BpfSeams | None = None,
+    prefetched: Prefetch | None = None,
 ) -> SocketOwners:
     """Return who holds each of ``inodes``, with name and user of every holder found.
 
     BPF is tried on the live /proc unless ``source`` is PROCFS; why it was
     not used is kept in the result (``bpf_unavailable``, ``bpf_detail``).
+    ``prefetched`` is that BPF pass already started (start_prefetch).
     """
     started = time.perf_counter()
     wanted = list(inodes)
@@ -308,7 +311,10 @@ def look_up_owners(
         from tcptune.inspect.sockopts import BpfSeams
 
         try:
-            columns = ownersbpf.read_socket_files(procfs, seams or BpfSeams())
+            if prefetched is not None:
+                columns = prefetched.result()
+            else:
+                columns = ownersbpf.read_socket_files(procfs, seams or BpfSeams())
             holders, used = holders_from_records(wanted, *columns), ownersbpf.SOURCE
         except ownersbpf.OwnersBpfUnavailable as exc:
             why, detail = f"owners via procfs: {exc.reason}", exc.detail
@@ -318,3 +324,21 @@ def look_up_owners(
     processes = describe_processes(procfs, pids) if pids else {}
     cost = time.perf_counter() - started
     return SocketOwners(holders, processes, used, why, detail or why, cost)
+
+
+def start_prefetch(
+    procfs: ProcFS, details_and_owners: bool, source: OwnerSource, seams: BpfSeams | None
+) -> Prefetch | None:
+    """Start the BPF task_file pass before the socket dump when it will be wanted, else None.
+
+    Only on the live /proc, when BPF may be used and sockstat counts at
+    least PREFETCH_MIN_SOCKETS TCP sockets in use (an idle audit loads nothing).
+    """
+    if not details_and_owners or source is OwnerSource.PROCFS or procfs.root != LIVE_PROC:
+        return None
+    from tcptune.inspect import ownersbpf
+    from tcptune.inspect.sockopts import BpfSeams
+
+    if ownersbpf.sockets_in_use(procfs) < ownersbpf.PREFETCH_MIN_SOCKETS:
+        return None
+    return ownersbpf.Prefetch(procfs, seams or BpfSeams())

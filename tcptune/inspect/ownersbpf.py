@@ -10,7 +10,8 @@ BpfSeams (BTF file, kernel notes, cache directory, bpf(2), builder).
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from typing import Any, TypeAlias
 
 from tcptune.inspect.bpf import cache, fileiter, loader
 from tcptune.inspect.bpf.btf import BtfError, load_btf
@@ -18,12 +19,18 @@ from tcptune.inspect.bpf.syscall import BpfError, bpf_reason
 from tcptune.inspect.procfs import ProcFS, ProcReadError
 from tcptune.inspect.sockopts import BpfSeams
 
+# (inodes, holder PIDs), one pair per record
+Columns: TypeAlias = "tuple[memoryview[int], memoryview[int]]"
+
 SOURCE = "bpf task_file"  # the owners source named in the Snapshot and the JSON
 PROGRAM_NAME = b"tcptune_owners"
 MAX_OUTPUT = 1 << 30  # 16 bytes a socket descriptor: 67 million descriptors, a runaway bound
 QUESTION = "task_file: socket->file->f_inode->i_ino, task->tgid (1)"  # the cache key's question
 # include/uapi/linux/capability.h
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
+# Below this many TCP sockets in use (sockstat, TIME_WAIT not counted) the pass is
+# not started before the dump: an idle host should not load a program it may not need.
+PREFETCH_MIN_SOCKETS = 1000
 
 
 class OwnersBpfUnavailable(Exception):
@@ -57,7 +64,7 @@ def missing_capability(status: str) -> str | None:
     return " and ".join(missing) or None
 
 
-def read_socket_files(procfs: ProcFS, seams: BpfSeams) -> tuple[memoryview[int], memoryview[int]]:
+def read_socket_files(procfs: ProcFS, seams: BpfSeams) -> Columns:
     """Return (inodes, holder PIDs) of every socket descriptor, one pair per record.
 
     A socket held by two processes (a forked child) has two records; one
@@ -101,3 +108,49 @@ def _valid(resolved: dict[str, Any]) -> bool:
         return isinstance(resolved["attach_btf_id"], int)
     except (KeyError, TypeError, ValueError, IndexError):
         return False
+
+
+class Prefetch:
+    """read_socket_files started in a thread, so its kernel walk overlaps the socket dump.
+
+    The iterator runs inside read() with the GIL released, as the dump does;
+    ``result()`` waits for it and raises what it raised. A socket accepted
+    and then closed by its peer while both run can be missed (reported as
+    not matched to a process), as with any walk that is not atomic.
+    """
+
+    def __init__(self, procfs: ProcFS, seams: BpfSeams) -> None:
+        self._columns: Columns | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(procfs, seams), name="task_file prefetch", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, procfs: ProcFS, seams: BpfSeams) -> None:
+        try:
+            self._columns = read_socket_files(procfs, seams)
+        except BaseException as exc:  # raised again in the caller's thread
+            self._error = exc
+
+    def wait(self) -> None:
+        """Wait for the pass to end, whatever it found."""
+        self._thread.join()
+
+    def result(self) -> Columns:
+        """Return the columns, or raise what the pass raised (OwnersBpfUnavailable)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._columns is not None
+        return self._columns
+
+
+def sockets_in_use(procfs: ProcFS) -> int:
+    """Return sockstat's TCP inuse (0 if unreadable): whether a prefetch may pay off."""
+    from tcptune.inspect.counters import parse_sockstat
+
+    try:
+        return parse_sockstat(procfs.read_text("net/sockstat"), "sockstat")["TCP"]["inuse"]
+    except (ProcReadError, KeyError, ValueError):
+        return 0

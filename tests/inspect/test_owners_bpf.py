@@ -333,3 +333,31 @@ def test_a_tree_is_read_as_psutil_reads_the_live_proc() -> None:
     assert (found.name, found.user) == (me.name(), me.username())
     from_tree = _from_tree(PROC, os.getpid())  # what any other root gets, on the same process
     assert (from_tree.name, from_tree.user) == (me.name(), me.username())
+
+
+@pytest.mark.kernel
+def test_the_prefetched_pass_names_the_same_holders(lab: SocketLab, tmp_path: Path) -> None:
+    from tcptune.inspect.owners import start_prefetch
+
+    seams = BpfSeams(cache_dir=tmp_path)
+    inodes, _held = server_inodes(lab, 5)
+    assert start_prefetch(PROC, True, OwnerSource.AUTO, seams) is None  # 10 sockets: idle
+    lab.established(ownersbpf.PREFETCH_MIN_SOCKETS // 2)  # both ends count in sockstat inuse
+    assert ownersbpf.sockets_in_use(PROC) >= ownersbpf.PREFETCH_MIN_SOCKETS
+    assert start_prefetch(PROC, True, OwnerSource.PROCFS, seams) is None  # BPF not wanted
+    assert start_prefetch(PROC, False, OwnerSource.AUTO, seams) is None  # no owners asked
+    prefetch = start_prefetch(PROC, True, OwnerSource.AUTO, seams)
+    assert prefetch is not None
+    found = look_up_owners(PROC, inodes, seams=seams, prefetched=prefetch)
+    if found.source != ownersbpf.SOURCE:
+        skip_or_fail(f"BPF task_file cannot run here: {found.bpf_unavailable}")
+    walked = look_up_owners(PROC, inodes, source=OwnerSource.PROCFS)
+    assert as_sets(found) == as_sets(walked) == {inode: {os.getpid()} for inode in inodes}
+
+
+def test_a_prefetch_is_never_started_on_a_tree(tmp_path: Path) -> None:
+    from tcptune.inspect.owners import start_prefetch
+
+    (tmp_path / "net").mkdir()
+    (tmp_path / "net/sockstat").write_text("TCP: inuse 50000 orphan 0 tw 0 alloc 50000 mem 1\n")
+    assert start_prefetch(ProcFS(tmp_path), True, OwnerSource.AUTO, None) is None
