@@ -35,6 +35,9 @@ _FILTER_BITS = 1 << 20  # a 128 KiB bitmap in front of the sorted inodes
 LIVE_PROC = Path("/proc")
 COMM_CUT = 15  # include/linux/sched.h TASK_COMM_LEN 16, with the NUL
 PROCFS_SOURCE = "procfs"  # the owners source when /proc/PID/fd links were read
+# Below this many TCP sockets in use (sockstat, TIME_WAIT not counted) the BPF pass is
+# not started before the dump: an idle host should not load a program it may not need.
+PREFETCH_MIN_SOCKETS = 1000
 
 
 class OwnerSource(enum.Enum):
@@ -336,9 +339,19 @@ def start_prefetch(
     """
     if not details_and_owners or source is OwnerSource.PROCFS or procfs.root != LIVE_PROC:
         return None
+    if sockets_in_use(procfs) < PREFETCH_MIN_SOCKETS:
+        return None  # before any BPF module is imported: an idle audit stays light
     from tcptune.inspect import ownersbpf
     from tcptune.inspect.sockopts import BpfSeams
 
-    if ownersbpf.sockets_in_use(procfs) < ownersbpf.PREFETCH_MIN_SOCKETS:
-        return None
     return ownersbpf.Prefetch(procfs, seams or BpfSeams())
+
+
+def sockets_in_use(procfs: ProcFS) -> int:
+    """Return sockstat's TCP inuse (0 if unreadable): whether a prefetch may pay off."""
+    from tcptune.inspect.counters import parse_sockstat
+
+    try:
+        return parse_sockstat(procfs.read_text("net/sockstat"), "sockstat")["TCP"]["inuse"]
+    except (ProcReadError, KeyError, ValueError):
+        return 0

@@ -28,9 +28,6 @@ MAX_OUTPUT = 1 << 30  # 16 bytes a socket descriptor: 67 million descriptors, a 
 QUESTION = "task_file: socket->file->f_inode->i_ino, task->tgid (1)"  # the cache key's question
 # include/uapi/linux/capability.h
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
-# Below this many TCP sockets in use (sockstat, TIME_WAIT not counted) the pass is
-# not started before the dump: an idle host should not load a program it may not need.
-PREFETCH_MIN_SOCKETS = 1000
 
 
 class OwnersBpfUnavailable(Exception):
@@ -144,13 +141,3 @@ class Prefetch:
             raise self._error
         assert self._columns is not None
         return self._columns
-
-
-def sockets_in_use(procfs: ProcFS) -> int:
-    """Return sockstat's TCP inuse (0 if unreadable): whether a prefetch may pay off."""
-    from tcptune.inspect.counters import parse_sockstat
-
-    try:
-        return parse_sockstat(procfs.read_text("net/sockstat"), "sockstat")["TCP"]["inuse"]
-    except (ProcReadError, KeyError, ValueError):
-        return 0

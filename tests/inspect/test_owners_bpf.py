@@ -337,13 +337,13 @@ def test_a_tree_is_read_as_psutil_reads_the_live_proc() -> None:
 
 @pytest.mark.kernel
 def test_the_prefetched_pass_names_the_same_holders(lab: SocketLab, tmp_path: Path) -> None:
-    from tcptune.inspect.owners import start_prefetch
+    from tcptune.inspect.owners import PREFETCH_MIN_SOCKETS, sockets_in_use, start_prefetch
 
     seams = BpfSeams(cache_dir=tmp_path)
     inodes, _held = server_inodes(lab, 5)
     assert start_prefetch(PROC, True, OwnerSource.AUTO, seams) is None  # 10 sockets: idle
-    lab.established(ownersbpf.PREFETCH_MIN_SOCKETS // 2)  # both ends count in sockstat inuse
-    assert ownersbpf.sockets_in_use(PROC) >= ownersbpf.PREFETCH_MIN_SOCKETS
+    lab.established(PREFETCH_MIN_SOCKETS // 2)  # both ends count in sockstat inuse
+    assert sockets_in_use(PROC) >= PREFETCH_MIN_SOCKETS
     assert start_prefetch(PROC, True, OwnerSource.PROCFS, seams) is None  # BPF not wanted
     assert start_prefetch(PROC, False, OwnerSource.AUTO, seams) is None  # no owners asked
     prefetch = start_prefetch(PROC, True, OwnerSource.AUTO, seams)
