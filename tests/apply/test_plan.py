@@ -83,14 +83,19 @@ def test_a_value_that_is_not_printable_ascii_blocks_the_plan(container_proc: Pro
     assert writable_text("8080,9000-9010") and writable_text("32768 60999")
 
 
-def _with_swappiness(source: Path, tmp_path: Path) -> ProcFS:
+def _tree_with(source: Path, tmp_path: Path, path: str, text: str) -> ProcFS:
+    """Return a copy of the fixture tree ``source`` with one more file under sys/."""
     import shutil
 
     tree = tmp_path / "proc"
     shutil.copytree(source, tree, symlinks=True)
-    (tree / "sys/vm").mkdir(parents=True, exist_ok=True)
-    (tree / "sys/vm/swappiness").write_text("60\n")
+    (tree / "sys" / path).parent.mkdir(parents=True, exist_ok=True)
+    (tree / "sys" / path).write_text(text)
     return ProcFS(tree)
+
+
+def _with_swappiness(source: Path, tmp_path: Path) -> ProcFS:
+    return _tree_with(source, tmp_path, "vm/swappiness", "60\n")
 
 
 def test_a_key_outside_the_catalogue_is_refused_unless_allowed(
@@ -130,12 +135,7 @@ def test_a_read_only_key_is_blocked_in_the_dry_run(container_proc: ProcFS, tmp_p
 
 
 def _with_allowed_cc(source: Path, tmp_path: Path) -> ProcFS:
-    import shutil
-
-    tree = tmp_path / "proc"
-    shutil.copytree(source, tree, symlinks=True)
-    (tree / "sys/net/ipv4/tcp_allowed_congestion_control").write_text("reno cubic\n")
-    return ProcFS(tree)
+    return _tree_with(source, tmp_path, "net/ipv4/tcp_allowed_congestion_control", "reno cubic\n")
 
 
 def test_a_namespace_visible_global_key_is_host_wide_on_the_host(
