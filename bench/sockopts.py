@@ -79,8 +79,9 @@ def _fill(sockets: int) -> tuple[list[int], int]:
 
 
 def _measure(cache: Path, owners: bool) -> float:
+    from tcptune.inspect.bpf.seams import BpfSeams
     from tcptune.inspect.procfs import ProcFS
-    from tcptune.inspect.sockopts import BpfSeams, read_inventory
+    from tcptune.inspect.sockopts import read_inventory
 
     idle = int(Path("/proc/sys/net/ipv4/tcp_keepalive_time").read_text())
     started = time.perf_counter()

@@ -21,7 +21,7 @@ from tcptune.model.sockopts import InventoryStatus, SocketOptions
 from tcptune.model.tcpstates import TcpState
 
 if TYPE_CHECKING:
-    from tcptune.inspect.sockopts import BpfSeams
+    from tcptune.inspect.bpf.seams import BpfSeams
 
 
 @dataclass(frozen=True)

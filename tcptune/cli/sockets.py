@@ -11,7 +11,7 @@ from tcptune.cli.group import NETNS_LABEL
 from tcptune.exitcodes import ExitStatus
 
 if TYPE_CHECKING:
-    from tcptune.inspect.sockopts import BpfSeams
+    from tcptune.inspect.bpf.seams import BpfSeams
 
 BTF_CACHE_OPTION = click.option(
     "--btf-cache",
@@ -27,7 +27,7 @@ BTF_CACHE_OPTION = click.option(
 
 def bpf_seams(btf_cache: Path | None) -> BpfSeams:
     """Return the BPF seams for the live kernel with the chosen cache directory."""
-    from tcptune.inspect.sockopts import BpfSeams, default_cache_dir
+    from tcptune.inspect.bpf.seams import BpfSeams, default_cache_dir
 
     return BpfSeams(cache_dir=btf_cache or default_cache_dir())
 

@@ -18,10 +18,10 @@ from tcptune.inspect.bpf import tcpcount
 from tcptune.inspect.bpf.btf import BtfError, load_btf
 from tcptune.inspect.bpf.cache import cached_layout
 from tcptune.inspect.bpf.loader import Attached
+from tcptune.inspect.bpf.seams import BpfSeams
 from tcptune.inspect.bpf.syscall import BpfError, bpf_reason
 from tcptune.inspect.ownersbpf import missing_capability
 from tcptune.inspect.procfs import ProcFS, ProcReadError
-from tcptune.inspect.sockopts import BpfSeams
 
 PROGRAM_NAME = b"tcptune_count"
 QUESTION = "tcpcount 1"  # the BTF cache key's question: change it when resolve() changes

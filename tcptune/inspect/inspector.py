@@ -26,8 +26,8 @@ from tcptune.model.tcpstates import TcpState
 from tcptune.model.values import SysctlValue, parse
 
 if TYPE_CHECKING:  # the BPF loader is imported only when socket options are read
+    from tcptune.inspect.bpf.seams import BpfSeams
     from tcptune.inspect.bpfcount import BpfCounter
-    from tcptune.inspect.sockopts import BpfSeams
     from tcptune.model.sockopts import InventoryStatus
 
 # include/linux/proc_ns.h: the initial network namespace's fixed inode number

@@ -28,8 +28,8 @@ from tcptune.inspect.procfs import ProcFS, ProcReadError
 from tcptune.model.snapshot import Owner, SocketOwners
 
 if TYPE_CHECKING:
+    from tcptune.inspect.bpf.seams import BpfSeams
     from tcptune.inspect.ownersbpf import Prefetch
-    from tcptune.inspect.sockopts import BpfSeams
 
 _FILTER_BITS = 1 << 20  # a 128 KiB bitmap in front of the sorted inodes
 LIVE_PROC = Path("/proc")
@@ -311,7 +311,7 @@ def look_up_owners(
         why = f"{procfs.root} is not the live /proc"
     elif wanted:
         from tcptune.inspect import ownersbpf
-        from tcptune.inspect.sockopts import BpfSeams
+        from tcptune.inspect.bpf.seams import BpfSeams
 
         try:
             if prefetched is not None:
@@ -342,7 +342,7 @@ def start_prefetch(
     if sockets_in_use(procfs) < PREFETCH_MIN_SOCKETS:
         return None  # before any BPF module is imported: an idle audit stays light
     from tcptune.inspect import ownersbpf
-    from tcptune.inspect.sockopts import BpfSeams
+    from tcptune.inspect.bpf.seams import BpfSeams
 
     return ownersbpf.Prefetch(procfs, seams or BpfSeams())
 

@@ -15,9 +15,9 @@ from typing import Any, TypeAlias
 
 from tcptune.inspect.bpf import cache, fileiter, loader
 from tcptune.inspect.bpf.btf import BtfError, load_btf
+from tcptune.inspect.bpf.seams import BpfSeams
 from tcptune.inspect.bpf.syscall import BpfError, bpf_reason
 from tcptune.inspect.procfs import ProcFS, ProcReadError
-from tcptune.inspect.sockopts import BpfSeams
 
 # (inodes, holder PIDs), one pair per record
 Columns: TypeAlias = "tuple[memoryview[int], memoryview[int]]"

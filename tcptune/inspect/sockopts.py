@@ -11,18 +11,15 @@ caller, the members wanted and the program builder.
 
 from __future__ import annotations
 
-import os
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tcptune.inspect.bpf import loader, tcpiter
-from tcptune.inspect.bpf.btf import VMLINUX_BTF, BtfError, load_btf
-from tcptune.inspect.bpf.loader import IterProgram
-from tcptune.inspect.bpf.syscall import Bpf, BpfError, bpf_reason
+from tcptune.inspect.bpf.btf import BtfError, load_btf
+from tcptune.inspect.bpf.seams import BpfSeams
+from tcptune.inspect.bpf.syscall import BpfError, bpf_reason
 from tcptune.inspect.procfs import ProcFS
 from tcptune.model.snapshot import Endpoint
 from tcptune.model.tcpstates import TcpState
@@ -30,25 +27,11 @@ from tcptune.model.tcpstates import TcpState
 if TYPE_CHECKING:  # the records load with read_inventory: BpfSeams alone (owners) needs none
     from tcptune.model.sockopts import InventoryStatus, Process, SocketOptions
 
-KERNEL_NOTES = Path("/sys/kernel/notes")
 MAX_OUTPUT = 1 << 31  # 2 GiB of records (~25 million sockets): a runaway bound
 PROGRAM_NAME = b"tcptune_sockopt"
 FALLBACK = "keepalive use is inferred from armed timers instead"
 # include/linux/sched.h MAX_SCHEDULE_TIMEOUT: sk_lingertime for SO_LINGER beyond it
 MAX_SCHEDULE_TIMEOUT = (1 << 63) - 1
-
-
-@dataclass(frozen=True)
-class BpfSeams:
-    """Where the inventory reaches the kernel; tests pass their own (inject, don't patch)."""
-
-    btf_path: Path = VMLINUX_BTF
-    notes_path: Path = KERNEL_NOTES
-    cache_dir: Path | None = None  # None: resolve from BTF every time
-    bpf: Callable[[], Bpf] = Bpf
-    wanted: Sequence[tcpiter.Wanted] = tcpiter.TCP_WANTED
-    build: Callable[[IterProgram], bytes] = loader.build
-    debug: list[str] = field(default_factory=list)  # filled with what happened, for --debug
 
 
 def read_inventory(
@@ -100,11 +83,12 @@ def _layout(procfs: ProcFS, seams: BpfSeams) -> tuple[dict[str, Any], bool]:
     """Return the resolved layout, from the cache when this kernel's BTF was seen before."""
     from tcptune.inspect.bpf import cache
 
+    wanted = tcpiter.TCP_WANTED if seams.wanted is None else seams.wanted
     return cache.cached_layout(
         (seams.btf_path, seams.notes_path, seams.cache_dir),
         lambda: procfs.read_text("sys/kernel/osrelease"),
-        repr([(w.name, w.paths, w.optional) for w in seams.wanted]),
-        lambda: tcpiter.resolve(load_btf(seams.btf_path), seams.wanted),
+        repr([(w.name, w.paths, w.optional) for w in wanted]),
+        lambda: tcpiter.resolve(load_btf(seams.btf_path), wanted),
         _valid,
         seams.debug,
     )
@@ -211,12 +195,3 @@ def _owners(
     holders = {inode: tuple(pids) for inode, pids in found.holders.items()}
     processes = {pid: Process(pid, o.name, o.user) for pid, o in found.processes.items()}
     return holders, processes
-
-
-def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """Return where the BTF layout cache lives: /var/cache/tcptune for root, else XDG."""
-    environ = os.environ if environ is None else environ
-    if os.geteuid() == 0:
-        return Path("/var/cache/tcptune")
-    base = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tcptune"

@@ -19,7 +19,7 @@ from tcptune.model.findings import Finding, exit_status
 from tcptune.model.snapshot import Snapshot
 
 if TYPE_CHECKING:
-    from tcptune.inspect.sockopts import BpfSeams
+    from tcptune.inspect.bpf.seams import BpfSeams
     from tcptune.model.closewait import CloseWaitSummary
     from tcptune.profiles.model import Profile
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
+from tcptune.inspect.bpf.seams import BpfSeams
 from tcptune.inspect.inspector import LIVE_PROC, read_context, read_sysctl
 from tcptune.inspect.procfs import ProcFS
-from tcptune.inspect.sockopts import BpfSeams, read_inventory
+from tcptune.inspect.sockopts import read_inventory
 from tcptune.model.snapshot import ReadStatus
 from tcptune.model.sockopts import InventoryStatus, SocketOptions
 from tcptune.model.sysctls import KNOWN_SYSCTLS

@@ -16,7 +16,7 @@ from tcptune.model.snapshot import Snapshot
 from tcptune.run.watch import Inspect, Owners
 
 if TYPE_CHECKING:
-    from tcptune.inspect.sockopts import BpfSeams
+    from tcptune.inspect.bpf.seams import BpfSeams
 
 
 def live_sources(
@@ -39,8 +39,8 @@ def live_sources(
 
     counter = None
     if not owners and source is SocketSource.AUTO:
+        from tcptune.inspect.bpf.seams import BpfSeams, default_cache_dir
         from tcptune.inspect.bpfcount import BpfCounter
-        from tcptune.inspect.sockopts import BpfSeams, default_cache_dir
 
         counter = BpfCounter(procfs, BpfSeams(cache_dir=default_cache_dir()))
 

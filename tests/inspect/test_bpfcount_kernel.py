@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from tcptune.inspect.bpf import asm
+from tcptune.inspect.bpf.seams import BpfSeams
 from tcptune.inspect.bpfcount import BpfCounter
 from tcptune.inspect.inspector import SocketSource, inspect
 from tcptune.inspect.procfs import ProcFS
 from tcptune.inspect.sockdiag import dump_counts
-from tcptune.inspect.sockopts import BpfSeams
 from tcptune.model.tcpstates import TcpState
 from tests.lab import SocketLab, kernel_lab, skip_or_fail
 from tests.lab.privileges import UNPRIVILEGED, run_tcptune

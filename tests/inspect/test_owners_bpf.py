@@ -19,6 +19,7 @@ import pytest
 from tcptune.inspect import ownersbpf
 from tcptune.inspect.bpf import asm, fileiter, loader
 from tcptune.inspect.bpf.loader import IterProgram
+from tcptune.inspect.bpf.seams import BpfSeams
 from tcptune.inspect.bpf.syscall import Bpf
 from tcptune.inspect.owners import (
     OwnerSource,
@@ -28,7 +29,6 @@ from tcptune.inspect.owners import (
     socket_holders,
 )
 from tcptune.inspect.procfs import ProcFS
-from tcptune.inspect.sockopts import BpfSeams
 from tcptune.model.snapshot import SocketOwners
 from tests.lab import SocketLab, kernel_lab, skip_or_fail
 

@@ -12,9 +12,10 @@ import pytest
 
 from tcptune.inspect.bpf import loader
 from tcptune.inspect.bpf.loader import IterProgram, Read
+from tcptune.inspect.bpf.seams import BpfSeams
 from tcptune.inspect.bpf.tcpiter import TCP_WANTED, Wanted
 from tcptune.inspect.procfs import ProcFS
-from tcptune.inspect.sockopts import BpfSeams, read_inventory
+from tcptune.inspect.sockopts import read_inventory
 from tcptune.model.sockopts import InventoryStatus, SocketInventory, SocketOptions
 from tcptune.model.tcpstates import TcpState
 from tests.lab import fresh_netns, require_netns_capability, skip_or_fail

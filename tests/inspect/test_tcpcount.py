@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tcptune.inspect.bpf import asm, tcpcount
-from tcptune.inspect.bpf.btf import VMLINUX_BTF, load_btf
+from tcptune.inspect.bpf.btf import load_btf
+from tcptune.inspect.bpf.seams import VMLINUX_BTF
 from tests.lab import skip_or_fail
 
 LAYOUT = {

@@ -14,7 +14,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
+from tcptune.inspect.bpf.seams import VMLINUX_BTF
+
 MAX_BTF_BYTES = 64 << 20  # a vmlinux BTF is ~5 MiB; refuse anything absurd
 
 BTF_MAGIC = 0xEB9F
