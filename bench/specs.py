@@ -68,6 +68,15 @@ def commands(tools: Tools) -> tuple[CommandSpec, ...]:
             AUDIT_OK,
             "tcptune-json",
         ),
+        # The same counts-only audit forced onto the sock_diag dump (the path without
+        # BPF, and the one unprivileged runs take): both sources measured in one run.
+        CommandSpec(
+            "tcptune-no-owners-netlink",
+            "tcptune audit --json --no-owners --no-options --source netlink",
+            (*tt, "audit", "--json", "--no-owners", "--no-options", "--source", "netlink"),
+            AUDIT_OK,
+            "tcptune-json",
+        ),
         CommandSpec(
             "tcptune-options",
             "tcptune audit --json (with the BPF options inventory)",
