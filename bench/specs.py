@@ -68,6 +68,24 @@ def commands(tools: Tools) -> tuple[CommandSpec, ...]:
             AUDIT_OK,
             "tcptune-json",
         ),
+        # The full audit without any BPF: the sock_diag dump and a readlink of every
+        # /proc/PID/fd entry, as an unprivileged (or BTF-less) run does it.
+        CommandSpec(
+            "tcptune-no-bpf",
+            "tcptune audit --json --no-options --source netlink --owners-source procfs",
+            (
+                *tt,
+                "audit",
+                "--json",
+                "--no-options",
+                "--source",
+                "netlink",
+                "--owners-source",
+                "procfs",
+            ),
+            AUDIT_OK,
+            "tcptune-json",
+        ),
         # The same counts-only audit forced onto the sock_diag dump (the path without
         # BPF, and the one unprivileged runs take): both sources measured in one run.
         CommandSpec(

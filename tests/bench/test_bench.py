@@ -113,6 +113,10 @@ def test_targets_from_medians() -> None:
     assert rows["tcptune / ss + ss-p"].value == pytest.approx(0.2)
     assert rows["tcptune max RSS MiB"].met  # 30 <= 40
     assert rows["watch CPU ms per refresh"].value == pytest.approx(80)
+    # With BPF the full audit's bound is the C procfs floor itself; without, 1.6x of it.
+    assert rows["tcptune / auditfloor"].value == pytest.approx(0.4 / 0.3)
+    assert rows["tcptune / auditfloor"].met is False
+    assert rows["tcptune-no-bpf / auditfloor"].note == "tcptune-no-bpf not measured"
 
 
 def test_missing_or_failed_commands_are_named_not_met() -> None:
