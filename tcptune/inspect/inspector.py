@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from tcptune.inspect.counters import read_counters
-from tcptune.inspect.owners import PROCFS_SOURCE, OwnerSource, look_up_owners, start_prefetch
+from tcptune.inspect.owners import PROCFS_SOURCE, OwnerSource, look_up_owners
 from tcptune.inspect.procfs import ProcFS, ProcReadError, describe_os_error
 from tcptune.inspect.statecounts import LIVE_PROC, NetlinkFactory, SocketSource, read_sockets
 from tcptune.model.snapshot import (
@@ -280,7 +280,6 @@ def inspect(
     context = read_context(procfs, netns_name)
     sysctls, others, auxiliary = read_settings(procfs, context, extra)
     problems = _sysctl_problems(procfs, sysctls)
-    prefetch = start_prefetch(procfs, owners and details, owners_source, owner_seams)
     sockets = read_sockets(
         procfs, source, details, problems, netlink, socket_inodes=owners, counter=counter
     )
@@ -292,12 +291,9 @@ def inspect(
             sockets.details.owner_inodes(),
             source=owners_source,
             seams=owner_seams,
-            prefetched=prefetch,
         )
         if owners_source is OwnerSource.BPF and found.source == PROCFS_SOURCE:
             problems.append(Problem("socket owners (BPF task_file)", found.bpf_unavailable or ""))
-    if prefetch is not None:
-        prefetch.wait()  # used above, or not needed after all: no pass outlives the inspection
     sockopts = None
     if options is not None:
         live = sockets.all_sockets - sockets.total(TcpState.TIME_WAIT) if sockets else 0

@@ -3,9 +3,10 @@
 Only the inodes asked for are looked up (CLOSE_WAIT sockets, listeners), and
 psutil names the few PIDs that match (from the tree's comm and status when
 the procfs root is not the live /proc).
-When privileged, one BPF task_file iteration (inspect/ownersbpf.py) lists
-every socket descriptor with its holder; otherwise, or when it cannot run,
-every /proc/PID/fd link is read. Both see every process of tcptune's PID
+When privileged, one BPF task_file iteration (inspect/ownersbpf.py) looks
+every socket descriptor up in a kernel map of the wanted inodes and lists
+the holders of those only; otherwise, or when it cannot run, every
+/proc/PID/fd link is read. Both see every process of tcptune's PID
 namespace, whichever network namespace is inspected: the inode filter keeps
 the answer to the wanted sockets.
 """
@@ -19,7 +20,7 @@ import time
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import compress, islice
+from itertools import islice
 from operator import gt
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,15 +30,11 @@ from tcptune.model.snapshot import Owner, SocketOwners
 
 if TYPE_CHECKING:
     from tcptune.inspect.bpf.seams import BpfSeams
-    from tcptune.inspect.ownersbpf import Prefetch
 
 _FILTER_BITS = 1 << 20  # a 128 KiB bitmap in front of the sorted inodes
 LIVE_PROC = Path("/proc")
 COMM_CUT = 15  # include/linux/sched.h TASK_COMM_LEN 16, with the NUL
 PROCFS_SOURCE = "procfs"  # the owners source when /proc/PID/fd links were read
-# Below this many TCP sockets in use (sockstat, TIME_WAIT not counted) the BPF pass is
-# not started before the dump: an idle host should not load a program it may not need.
-PREFETCH_MIN_SOCKETS = 1000
 
 
 class OwnerSource(enum.Enum):
@@ -92,6 +89,12 @@ class Holders(Mapping[int, tuple[int, ...]]):
             if pid not in more:
                 more.append(pid)
         return False
+
+    def add_matches(self, positions: Iterable[int], pids: Iterable[int]) -> None:
+        """Record each (position, pid) pair in order with ``add``: the first is the first holder."""
+        add = self.add
+        for position, pid in zip(positions, pids, strict=True):
+            add(position, pid)
 
     def inodes(self) -> array[int]:
         """Return the wanted inodes, sorted: position N is the inode ``index`` answers N for."""
@@ -172,14 +175,20 @@ def socket_holders(procfs: ProcFS, inodes: Iterable[int], *, first_holder: bool 
     name every holder (the audit's outputs do, so it reads everything).
     """
     holders = Holders(inodes)
+    _walk_descriptors(procfs, holders, first_holder)
+    return holders
+
+
+def _walk_descriptors(procfs: ProcFS, holders: Holders, first_holder: bool) -> None:
+    """Fill ``holders`` from every /proc/PID/fd link (see socket_holders)."""
     missing = holders.wanted  # inodes still without a holder
     if not missing:
-        return holders
+        return
     proc = str(procfs.root)
     try:
         pids = [entry for entry in os.listdir(proc) if entry.isdigit()]
     except OSError:
-        return holders
+        return
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
     readlink, index, add = os.readlink, holders.index, holders.add
     for pid in pids:
@@ -204,7 +213,6 @@ def socket_holders(procfs: ProcFS, inodes: Iterable[int], *, first_holder: bool 
             os.close(fd_dir)
         if first_holder and not missing:
             break  # every wanted socket has a holder
-    return holders
 
 
 def describe_processes(procfs: ProcFS, pids: Iterable[int]) -> Mapping[int, Owner]:
@@ -263,95 +271,39 @@ def _full_name(procfs: ProcFS, pid: int, comm: str) -> str:
     return full if full.startswith(comm) else comm
 
 
-def holders_from_records(
-    wanted: Iterable[int], inodes: Sequence[int], pids: Sequence[int]
-) -> Holders:
-    """Return who holds each wanted inode, from (inode, pid) records of socket descriptors.
-
-    ``inodes`` and ``pids`` are parallel columns (the BPF iterator's strided
-    views). The records of wanted sockets are picked in C (a dict test and
-    compress) and their positions kept in an array, so what lives at once is
-    one dict of the wanted inodes, not sets, lists and dicts of every record
-    (at 31,000 wanted of 83,000 records: 3 MiB instead of 8.7 MiB of Python
-    heap). The first record of an inode is its first holder, as the /proc walk
-    in PID order finds it; Holders.add keeps the others (forked children).
-    """
-    holders = Holders(wanted)
-    sorted_inodes = holders.inodes()
-    position_of = dict(zip(sorted_inodes, range(len(sorted_inodes)), strict=True))
-    mask = bytes(map(position_of.__contains__, inodes))
-    positions = array("l", map(position_of.__getitem__, compress(inodes, mask)))
-    del position_of
-    add = holders.add
-    for position, pid in zip(positions, compress(pids, mask), strict=True):
-        add(position, pid)
-    return holders
-
-
 def look_up_owners(
     procfs: ProcFS,
     inodes: Iterable[int],
     *,
     source: OwnerSource = OwnerSource.AUTO,
     seams: BpfSeams | None = None,
-    prefetched: Prefetch | None = None,
 ) -> SocketOwners:
     """Return who holds each of ``inodes``, with name and user of every holder found.
 
-    BPF is tried on the live /proc unless ``source`` is PROCFS; why it was
+    BPF is tried on the live /proc unless ``source`` is PROCFS: the wanted
+    inodes are matched in the kernel (ownersbpf.read_matches); why it was
     not used is kept in the result (``bpf_unavailable``, ``bpf_detail``).
-    ``prefetched`` is that BPF pass already started (start_prefetch).
     """
     started = time.perf_counter()
-    wanted = list(inodes)
-    holders, used, why, detail = None, PROCFS_SOURCE, None, None
+    holders = Holders(inodes)
+    used, why, detail = PROCFS_SOURCE, None, None
     if source is OwnerSource.PROCFS:
         why = "not tried (--owners-source procfs)"
     elif procfs.root != LIVE_PROC:
         why = f"{procfs.root} is not the live /proc"
-    elif wanted:
+    elif holders.wanted:
         from tcptune.inspect import ownersbpf
         from tcptune.inspect.bpf.seams import BpfSeams
 
         try:
-            if prefetched is not None:
-                columns = prefetched.result()
-            else:
-                columns = ownersbpf.read_socket_files(procfs, seams or BpfSeams())
-            holders, used = holders_from_records(wanted, *columns), ownersbpf.SOURCE
+            matched = ownersbpf.read_matches(procfs, seams or BpfSeams(), holders.inodes())
+            holders.add_matches(*matched)  # validated positions: nothing here can fail halfway
+            used = ownersbpf.SOURCE
         except ownersbpf.OwnersBpfUnavailable as exc:
             why, detail = f"owners via procfs: {exc.reason}", exc.detail
-    if holders is None:
-        holders = socket_holders(procfs, wanted)
+    if used == PROCFS_SOURCE:
+        _walk_descriptors(procfs, holders, first_holder=False)
     pids = holders.pids()
     processes = describe_processes(procfs, pids) if pids else {}
     cost = time.perf_counter() - started
     return SocketOwners(holders, processes, used, why, detail or why, cost)
-
-
-def start_prefetch(
-    procfs: ProcFS, details_and_owners: bool, source: OwnerSource, seams: BpfSeams | None
-) -> Prefetch | None:
-    """Start the BPF task_file pass before the socket dump when it will be wanted, else None.
-
-    Only on the live /proc, when BPF may be used and sockstat counts at
-    least PREFETCH_MIN_SOCKETS TCP sockets in use (an idle audit loads nothing).
-    """
-    if not details_and_owners or source is OwnerSource.PROCFS or procfs.root != LIVE_PROC:
-        return None
-    if sockets_in_use(procfs) < PREFETCH_MIN_SOCKETS:
-        return None  # before any BPF module is imported: an idle audit stays light
-    from tcptune.inspect import ownersbpf
-    from tcptune.inspect.bpf.seams import BpfSeams
-
-    return ownersbpf.Prefetch(procfs, seams or BpfSeams())
-
-
-def sockets_in_use(procfs: ProcFS) -> int:
-    """Return sockstat's TCP inuse (0 if unreadable): whether a prefetch may pay off."""
-    from tcptune.inspect.counters import parse_sockstat
-
-    try:
-        return parse_sockstat(procfs.read_text("net/sockstat"), "sockstat")["TCP"]["inuse"]
-    except (ProcReadError, KeyError, ValueError):
-        return 0

@@ -1,31 +1,42 @@
-"""Every socket descriptor's inode and holder PID from the BPF task_file iterator.
+"""Who holds the wanted sockets, matched in the kernel by the BPF task_file iterator.
 
-One pass in the kernel replaces a readlink per descriptor (inspect/owners.py
-keeps that walk as the fallback). Anything that stops the iterator (no
-privilege, no BTF, no iterator or helper, a refused program, output that is
-not whole records) becomes OwnersBpfUnavailable with the user's reason and a
---debug detail, never another exception. The seams are the inventory's
-BpfSeams (BTF file, kernel notes, cache directory, bpf(2), builder).
+The wanted inodes go into a BPF hash map (inode -> position in the sorted
+wanted array, filled with one BPF_MAP_UPDATE_BATCH); one pass of the
+task_file program looks up every socket descriptor's inode there and writes
+a record (position, holder PID) only for a wanted one, so the output and
+what Python keeps grow with the wanted sockets' holders, not with every
+descriptor. It replaces a readlink per descriptor (inspect/owners.py keeps
+that walk as the fallback). Anything that stops it (no privilege, no BTF, no
+iterator or helper, a map the kernel will not make or fill, a refused
+program, output that is not whole records) becomes OwnersBpfUnavailable with
+the user's reason and a --debug detail, never another exception. The seams
+are BpfSeams (inspect/bpf/seams.py: BTF file, kernel notes, cache directory,
+bpf(2), ``build_owners``).
 """
 
 from __future__ import annotations
 
-import threading
+import os
+from array import array
+from dataclasses import replace
 from typing import Any, TypeAlias
 
 from tcptune.inspect.bpf import cache, fileiter, loader
 from tcptune.inspect.bpf.btf import BtfError, load_btf
 from tcptune.inspect.bpf.seams import BpfSeams
-from tcptune.inspect.bpf.syscall import BpfError, bpf_reason
+from tcptune.inspect.bpf.syscall import BPF_MAP_TYPE_HASH, BpfError, bpf_reason
 from tcptune.inspect.procfs import ProcFS, ProcReadError
 
-# (inodes, holder PIDs), one pair per record
+# (positions in the wanted array, holder PIDs), one pair per record
 Columns: TypeAlias = "tuple[memoryview[int], memoryview[int]]"
 
 SOURCE = "bpf task_file"  # the owners source named in the Snapshot and the JSON
 PROGRAM_NAME = b"tcptune_owners"
-MAX_OUTPUT = 1 << 30  # 16 bytes a socket descriptor: 67 million descriptors, a runaway bound
-QUESTION = "task_file: socket->file->f_inode->i_ino, task->tgid (1)"  # the cache key's question
+MAP_NAME = b"tcptune_wanted"
+# Output bound: this many holders a wanted socket on average (nginx's forked workers
+# share a listener), and never less than MIN_RECORDS; beyond it the procfs walk answers.
+HOLDERS_PER_SOCKET, MIN_RECORDS = 64, 1 << 16
+QUESTION = "task_file matched: sock_from_file, i_ino, tgid, map lookup (2)"  # the cache key
 # include/uapi/linux/capability.h
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
 
@@ -61,11 +72,13 @@ def missing_capability(status: str) -> str | None:
     return " and ".join(missing) or None
 
 
-def read_socket_files(procfs: ProcFS, seams: BpfSeams) -> Columns:
-    """Return (inodes, holder PIDs) of every socket descriptor, one pair per record.
+def read_matches(procfs: ProcFS, seams: BpfSeams, wanted: array[int]) -> Columns:
+    """Return (position in ``wanted``, holder PID) for every descriptor of a wanted socket.
 
-    A socket held by two processes (a forked child) has two records; one
-    held twice by the same process (dup) has two records with the same PID.
+    ``wanted`` is sorted and distinct (Holders.inodes()). A socket held by
+    two processes (a forked child) has two records; one held twice by the
+    same process (dup) has two records with the same PID. Records come in
+    task order, as the /proc walk visits PIDs.
     """
     try:
         status = procfs.read_text("self/status")
@@ -84,9 +97,9 @@ def read_socket_files(procfs: ProcFS, seams: BpfSeams) -> Columns:
             seams.debug,
         )
         seams.debug.append(f"owners: task_file layout {'cached' if cached else 'from BTF'}")
-        code = seams.build(loader.spec_from_layout(resolved))
-        data = loader.run(seams.bpf(), code, resolved["attach_btf_id"], PROGRAM_NAME, MAX_OUTPUT)
-        return fileiter.columns(data, resolved)
+        spec = fileiter.program_spec(resolved)
+        data = _run_matched(seams, spec, wanted)
+        return fileiter.matches(data, len(wanted))
     except BtfError as exc:
         raise OwnersBpfUnavailable(f"kernel BTF: {exc}", str(exc)) from exc
     except BpfError as exc:
@@ -98,46 +111,36 @@ def read_socket_files(procfs: ProcFS, seams: BpfSeams) -> Columns:
         raise OwnersBpfUnavailable(reason, str(exc)) from exc
 
 
+def _run_matched(seams: BpfSeams, spec: fileiter.OwnersProgram, wanted: array[int]) -> bytearray:
+    """Make and fill the wanted-inode map, run the program over it once, return its output.
+
+    The map lives as long as the program: its descriptor is closed once the
+    program is loaded (the program holds the map), and both go when the
+    iteration ends. Batch updates (kernel 5.6) predate both the task_file
+    iterator (5.8) and bpf_sock_from_file (5.11), so a kernel that refuses
+    one here is an answer for procfs, not a reason to try element by element.
+    """
+    bpf = seams.bpf()
+    keys = wanted if wanted.itemsize == spec.ino_size else array("I", wanted)  # 32-bit i_ino
+    size = len(keys)
+    map_fd = bpf.map_create(BPF_MAP_TYPE_HASH, spec.ino_size, fileiter.VALUE_SIZE, size, MAP_NAME)
+    try:
+        bpf.map_update_batch(map_fd, keys, array("I", range(size)))
+        code = seams.build_owners(replace(spec, map_fd=map_fd))
+        attached = loader.Attached(bpf, code, spec.attach_btf_id, PROGRAM_NAME)
+    finally:
+        os.close(map_fd)
+    try:
+        limit = fileiter.RECORD * max(len(wanted) * HOLDERS_PER_SOCKET, MIN_RECORDS)
+        return attached.read(limit)
+    finally:
+        attached.close()
+
+
 def _valid(resolved: dict[str, Any]) -> bool:
     """Return whether a cached layout has the shape this version builds and decodes."""
     try:
-        fileiter.columns(b"", resolved)
-        return isinstance(resolved["attach_btf_id"], int)
-    except (KeyError, TypeError, ValueError, IndexError):
+        fileiter.program_spec(resolved)
+    except ValueError:
         return False
-
-
-class Prefetch:
-    """read_socket_files started in a thread, so its kernel walk overlaps the socket dump.
-
-    The iterator runs inside read() with the GIL released, as the dump does;
-    ``result()`` waits for it and raises what it raised. A socket accepted
-    and then closed by its peer while both run can be missed (reported as
-    not matched to a process), as with any walk that is not atomic.
-    """
-
-    def __init__(self, procfs: ProcFS, seams: BpfSeams) -> None:
-        self._columns: Columns | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._run, args=(procfs, seams), name="task_file prefetch", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self, procfs: ProcFS, seams: BpfSeams) -> None:
-        try:
-            self._columns = read_socket_files(procfs, seams)
-        except BaseException as exc:  # raised again in the caller's thread
-            self._error = exc
-
-    def wait(self) -> None:
-        """Wait for the pass to end, whatever it found."""
-        self._thread.join()
-
-    def result(self) -> Columns:
-        """Return the columns, or raise what the pass raised (OwnersBpfUnavailable)."""
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._columns is not None
-        return self._columns
+    return True

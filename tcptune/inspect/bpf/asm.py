@@ -14,8 +14,9 @@ from collections.abc import Sequence
 _INSN = struct.Struct("<BBhi")
 
 # Instruction classes
-LDX, ST, STX, JMP, ALU64 = 0x01, 0x02, 0x03, 0x05, 0x07
-MEM = 0x60  # load/store mode: [reg + off]
+LD, LDX, ST, STX, JMP, ALU64 = 0x00, 0x01, 0x02, 0x03, 0x05, 0x07
+IMM, MEM = 0x00, 0x60  # load/store modes: a 64-bit immediate, [reg + off]
+PSEUDO_MAP_FD = 1  # BPF_PSEUDO_MAP_FD: ld_imm64's immediate is a map's file descriptor
 SIZES = {1: 0x10, 2: 0x08, 4: 0x00, 8: 0x18}  # BPF_B, BPF_H, BPF_W, BPF_DW
 K, X = 0x00, 0x08  # source: the immediate, or the src register
 ADD, OR, AND, MOV = 0x00, 0x40, 0x50, 0xB0
@@ -54,6 +55,16 @@ def and_imm(dst: int, imm: int) -> bytes:
 def or_imm(dst: int, imm: int) -> bytes:
     """dst |= imm."""
     return insn(ALU64 | OR | K, dst, imm=imm)
+
+
+def load_map_fd(dst: int, fd: int) -> bytes:
+    """dst = the map behind ``fd``: one ld_imm64, two 8-byte slots (the second holds imm's top).
+
+    The verifier (resolve_pseudo_ldimm64) replaces the descriptor with the
+    map's address and makes dst a CONST_PTR_TO_MAP; the program then holds
+    the map, so the descriptor may be closed once the program is loaded.
+    """
+    return insn(LD | IMM | SIZES[8], dst, PSEUDO_MAP_FD, 0, fd) + insn(0)
 
 
 def load(size: int, dst: int, src: int, off: int) -> bytes:

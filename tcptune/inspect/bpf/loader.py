@@ -1,12 +1,14 @@
 """A generic BPF iterator: build a record-copying program, load it, read its output.
 
-The program shape is the same for every iterator target (tcp for the
-socket options, task_file for owners): take the object from the context,
-optionally convert it with a helper (bpf_skc_to_tcp_sock, bpf_sock_from_file),
-copy a few fields into a fixed-size record on the stack with plain loads (the
-verifier checks each against BTF), and append the record to the seq_file with
-bpf_seq_write. A pointer read from the context is checked for NULL first:
-iterators register theirs as PTR_TO_BTF_ID_OR_NULL (task_iter.c ctx_arg_info).
+The record-copying shape serves any iterator target (tcp for the socket
+options; task_file's owners program matches in a map and has its own
+builder in fileiter.py, but loads and reads through ``Attached``): take the
+object from the context, optionally convert it with a helper
+(bpf_skc_to_tcp_sock), copy a few fields into a fixed-size record on the
+stack with plain loads (the verifier checks each against BTF), and append
+the record to the seq_file with bpf_seq_write. A pointer read from the
+context is checked for NULL first: iterators register theirs as
+PTR_TO_BTF_ID_OR_NULL (task_iter.c ctx_arg_info).
 """
 
 from __future__ import annotations
@@ -163,7 +165,7 @@ class Attached:
             os.close(self._prog)
             raise
 
-    def read(self, limit: int) -> bytes:
+    def read(self, limit: int) -> bytearray:
         """Return everything one iteration writes, at most ``limit`` bytes."""
         if self._link is None:
             raise ValueError("the iterator program was closed")
@@ -181,7 +183,7 @@ class Attached:
             self._link = None
 
 
-def run(bpf: Bpf, code: bytes, attach_btf_id: int, name: bytes, limit: int) -> bytes:
+def run(bpf: Bpf, code: bytes, attach_btf_id: int, name: bytes, limit: int) -> bytearray:
     """Load ``code``, attach it, and return everything one iteration writes."""
     attached = Attached(bpf, code, attach_btf_id, name)
     try:

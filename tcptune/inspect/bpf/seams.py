@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from tcptune.inspect.bpf.fileiter import OwnersProgram
     from tcptune.inspect.bpf.loader import IterProgram
     from tcptune.inspect.bpf.syscall import Bpf
     from tcptune.inspect.bpf.tcpiter import Wanted
@@ -37,9 +38,16 @@ def record_program(spec: IterProgram) -> bytes:
     return build(spec)
 
 
+def owners_program(spec: OwnersProgram) -> bytes:
+    """Return the owners' task_file program matching in its map (fileiter.build)."""
+    from tcptune.inspect.bpf.fileiter import build
+
+    return build(spec)
+
+
 @dataclass(frozen=True)
 class BpfSeams:
-    """The BTF file, the layout cache, the bpf(2) caller, the options wanted, the builder.
+    """The BTF file, the layout cache, the bpf(2) caller, the options wanted, the builders.
 
     ``wanted`` None means the socket options program's own list
     (tcpiter.TCP_WANTED); ``debug`` collects what happened, for --debug.
@@ -51,6 +59,7 @@ class BpfSeams:
     bpf: Callable[[], Bpf] = live_bpf
     wanted: Sequence[Wanted] | None = None
     build: Callable[[IterProgram], bytes] = record_program
+    build_owners: Callable[[OwnersProgram], bytes] = owners_program
     debug: list[str] = field(default_factory=list)
 
 

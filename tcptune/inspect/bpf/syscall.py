@@ -1,4 +1,4 @@
-"""bpf(2) through ctypes: load a program, create a link and an iterator, read it out.
+"""bpf(2) through ctypes: make and fill a map, load a program, create a link and an iterator.
 
 Constants are the stable UAPI of include/uapi/linux/bpf.h (tests compare
 them with the running kernel's BTF enums). Errors become BpfError with the
@@ -12,22 +12,31 @@ import errno
 import os
 import platform
 import struct
+from array import array
 
 # __NR_bpf per architecture (arch/*/include/uapi/asm/unistd*.h, the syscall tables)
 SYSCALL_NUMBERS = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
 # enum bpf_cmd
-BPF_PROG_LOAD, BPF_LINK_CREATE, BPF_ITER_CREATE = 5, 28, 33
+BPF_MAP_CREATE, BPF_PROG_LOAD, BPF_MAP_UPDATE_BATCH = 0, 5, 26
+BPF_LINK_CREATE, BPF_ITER_CREATE = 28, 33
+# enum bpf_map_type
+BPF_MAP_TYPE_HASH = 1
 # enum bpf_prog_type, enum bpf_attach_type
 BPF_PROG_TYPE_TRACING = 26
 BPF_TRACE_ITER = 28
 ATTR_SIZE = 144  # at least every field we set; the kernel checks the rest is zero
 LOG_BYTES = 1 << 20
-READ_CHUNK = 1 << 20
+READ_STEP = 1 << 16  # the read buffer grows by this much (bytearray over-allocates on top)
+_ZEROS = bytes(READ_STEP)
 
 # union bpf_attr, the BPF_PROG_LOAD member up to attach_btf_obj_fd
 _PROG_LOAD = struct.Struct("<IIQQIIQII16sIIIIQIIQIIII")
 _LINK_CREATE = struct.Struct("<IIIIQI")  # prog_fd, target_fd, attach_type, flags, iter_info+len
 _ITER_CREATE = struct.Struct("<II")  # link_fd, flags
+# map_type, key_size, value_size, max_entries, map_flags, inner_map_fd, numa_node, map_name
+_MAP_CREATE = struct.Struct("<IIIIIII16s")
+# the batch member: in_batch, out_batch, keys, values, count, map_fd, elem_flags, flags
+_MAP_BATCH = struct.Struct("<QQQQIIQQ")
 
 
 class BpfError(Exception):
@@ -128,6 +137,26 @@ class Bpf:
         )
         return self.call(BPF_PROG_LOAD, attr, "BPF_PROG_LOAD")
 
+    def map_create(
+        self, map_type: int, key_size: int, value_size: int, max_entries: int, name: bytes
+    ) -> int:
+        """Create a map (preallocated: map_flags 0) and return its descriptor."""
+        attr = _MAP_CREATE.pack(map_type, key_size, value_size, max_entries, 0, 0, 0, name[:15])
+        return self.call(BPF_MAP_CREATE, attr, "BPF_MAP_CREATE")
+
+    def map_update_batch(self, map_fd: int, keys: array[int], values: array[int]) -> None:
+        """Store keys[i] -> values[i] for every i in one call (generic_map_update_batch).
+
+        The arrays' item sizes must be the map's key and value sizes. A kernel
+        without the command, or a map type without it, answers EINVAL or ENOTSUPP.
+        """
+        if len(keys) != len(values):
+            raise ValueError(f"{len(keys)} keys for {len(values)} values")
+        attr = _MAP_BATCH.pack(
+            0, 0, keys.buffer_info()[0], values.buffer_info()[0], len(keys), map_fd, 0, 0
+        )
+        self.call(BPF_MAP_UPDATE_BATCH, attr, "BPF_MAP_UPDATE_BATCH")
+
     def link_create(self, prog_fd: int) -> int:
         """Attach an iterator program to its target (no target-specific iter_info)."""
         attr = _LINK_CREATE.pack(prog_fd, 0, BPF_TRACE_ITER, 0, 0, 0)
@@ -138,15 +167,23 @@ class Bpf:
         return self.call(BPF_ITER_CREATE, _ITER_CREATE.pack(link_fd, 0), "BPF_ITER_CREATE")
 
 
-def read_all(fd: int, limit: int) -> bytes:
-    """Read an iterator descriptor to its end, at most ``limit`` bytes."""
-    chunks: list[bytes] = []
-    total = 0
-    while True:
-        chunk = os.read(fd, READ_CHUNK)
-        if not chunk:
-            return b"".join(chunks)
-        total += len(chunk)
-        if total > limit:
-            raise BpfError(f"iterator output larger than {limit} bytes", errno.EFBIG)
-        chunks.append(chunk)
+def read_all(fd: int, limit: int) -> bytearray:
+    """Read an iterator descriptor to its end, at most ``limit`` bytes, into one buffer.
+
+    Each read lands in the buffer itself (bpf_seq_read hands over at most
+    one seq_file buffer a call), so the output is never held twice, as
+    chunks and their join.
+    """
+    buffer = bytearray()
+    size = 0
+    with open(fd, "rb", buffering=0, closefd=False) as stream:
+        while True:
+            if size == len(buffer):
+                if size > limit:
+                    raise BpfError(f"iterator output larger than {limit} bytes", errno.EFBIG)
+                buffer += memoryview(_ZEROS)[: min(READ_STEP, limit + 1 - size)]
+            got = stream.readinto(memoryview(buffer)[size:])
+            if not got:
+                del buffer[size:]
+                return buffer
+            size += got

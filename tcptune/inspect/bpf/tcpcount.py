@@ -103,7 +103,7 @@ def build(resolved: dict[str, Any]) -> bytes:
     )
 
 
-def count(data: bytes) -> tuple[StateCounts, StateCounts]:
+def count(data: bytes | bytearray) -> tuple[StateCounts, StateCounts]:
     """Return (IPv4, IPv6) counts by state code from the records; request sockets as SYN_RECV.
 
     bytes.count per expected byte keeps this in C (at 200,000 sockets of five

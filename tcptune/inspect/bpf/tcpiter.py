@@ -158,7 +158,7 @@ def record_decoder(resolved: dict[str, Any]) -> tuple[struct.Struct, list[str]]:
     return struct.Struct(fmt), names
 
 
-def decode(data: bytes, resolved: dict[str, Any]) -> Iterable[dict[str, Any]]:
+def decode(data: bytes | bytearray, resolved: dict[str, Any]) -> Iterable[dict[str, Any]]:
     """Yield each record as a dict: bitfields extracted, signed fields signed."""
     record, names = record_decoder(resolved)
     if len(data) % record.size:
