@@ -9,9 +9,11 @@ u32 milliseconds: they wrap after 49.7 days (tcp_get_info() in net/ipv4/tcp.c).
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_left
+from bisect import bisect_right
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 
 # Upper bounds of the coarse age distribution, in seconds; the last is open.
 AGE_BUCKETS: tuple[tuple[str, float], ...] = (
@@ -48,12 +50,18 @@ class CloseWaitAges:
         return len(self.inodes)
 
 
+_LIMITS_MS = tuple(limit * 1000 for _label, limit in AGE_BUCKETS[:-1])
+
+
 def bucket_counts_ms(ages_ms: Iterable[float]) -> tuple[int, ...]:
-    """Return how many ages in milliseconds fall in each AGE_BUCKETS interval (one sort)."""
-    ordered = sorted(ages_ms)
-    ends = [bisect_left(ordered, limit * 1000) for _label, limit in AGE_BUCKETS[:-1]]
-    ends.append(len(ordered))
-    return tuple(end - start for start, end in zip([0, *ends[:-1]], ends, strict=True))
+    """Return how many ages in milliseconds fall in each AGE_BUCKETS interval.
+
+    Each age goes to the bucket of the first upper bound above it, counted in C
+    (map and Counter) without a sorted copy: a column of 40,000 ages would
+    otherwise become a list of 40,000 ints (1.4 MB) for a moment.
+    """
+    found = Counter(map(partial(bisect_right, _LIMITS_MS), ages_ms))
+    return tuple(found[index] for index in range(len(AGE_BUCKETS)))
 
 
 @dataclass(frozen=True)
