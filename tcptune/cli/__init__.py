@@ -3,7 +3,7 @@
 Each command parses its options, calls one function of the core, hands the
 result to tcptune.output and returns an ExitStatus. Errors are mapped to exit
 statuses in one place, TcptuneGroup.main (group.py). Commands live by theme:
-inspection (audit, watch), reference (profiles, explain), changes (apply,
+inspection (audit), watching (watch), reference (profiles, explain), changes (apply,
 rollback, verify, history); the group imports a command's module only when
 that command runs (COMMANDS in group.py), so an audit does not pay for apply.
 """

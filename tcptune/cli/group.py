@@ -79,7 +79,7 @@ COMMANDS: dict[str, LazyCommand] = {
         "Compare live values with PROFILE, and show which boot-time file sets each key.",
     ),
     "watch": LazyCommand(
-        "tcptune.cli.inspection:watch",
+        "tcptune.cli.watching:watch",
         "Watch sockets per state and TCP counter rates live, marking what is rising.",
     ),
 }
