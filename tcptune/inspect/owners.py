@@ -21,7 +21,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import islice
-from operator import gt
+from operator import ge, gt
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,7 +54,10 @@ class Holders(Mapping[int, tuple[int, ...]]):
     """
 
     def __init__(self, inodes: Iterable[int]) -> None:
-        self._inodes = array("Q", sorted({inode for inode in inodes if inode}))
+        if isinstance(inodes, array) and _ascending_nonzero(inodes):
+            self._inodes = array("Q", inodes)  # SocketDetails.owner_inodes(): copied in C
+        else:
+            self._inodes = array("Q", sorted({inode for inode in inodes if inode}))
         self._first = array("l", bytes(self._inodes.itemsize * len(self._inodes)))
         self._more: dict[int, list[int]] = {}
         self._filter: bytearray | None = None  # built by the first index(): bulk fills need none
@@ -153,6 +156,11 @@ class Holders(Mapping[int, tuple[int, ...]]):
 
     def __len__(self) -> int:
         return len(self._first) - self._first.count(0)
+
+
+def _ascending_nonzero(inodes: array[int]) -> bool:
+    """Return whether ``inodes`` is strictly ascending without a 0 (tested in C)."""
+    return not inodes or (inodes[0] > 0 and not any(map(ge, inodes, islice(inodes, 1, None))))
 
 
 def _merged(mine: array[int], inodes: Iterable[int]) -> Iterator[int]:

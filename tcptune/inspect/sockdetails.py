@@ -18,7 +18,7 @@ from typing import Any
 
 from tcptune.model.closewait import CloseWaitAges
 from tcptune.model.heavyhitters import DEFAULT_CAPACITY, HeavyHitters
-from tcptune.model.holding import take
+from tcptune.model.holding import sort_order, take
 from tcptune.model.snapshot import Endpoint, InodePorts, Listener, SocketDetails
 
 # inet_diag idiag_timer / /proc/net/tcp "tr" values (net/ipv4/inet_diag.c,
@@ -150,7 +150,7 @@ class DetailsBuilder:
         ack, data = self.close_wait_last_ack, self.close_wait_last_data
         aged = bool(inodes) and len(ack) == len(inodes) == len(data)
         if self.keep_inodes and len(inodes) > 1:
-            order = sorted(range(len(inodes)), key=inodes.__getitem__)  # the dump's: hash order
+            order = sort_order(inodes)  # the dump's order: the socket hash's
             inodes, ports = take(inodes, order), take(ports, order)
             if aged:
                 ack, data = take(ack, order), take(data, order)

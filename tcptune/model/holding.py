@@ -10,10 +10,10 @@ which every per-process count (CLOSE_WAIT owners, names, ages) reads.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import compress
-from operator import itemgetter
+from itertools import compress, repeat
+from operator import and_, lshift, or_
 from typing import Protocol, runtime_checkable
 
 Aligned = tuple["array[int]", dict[int, tuple[int, ...]]]
@@ -42,11 +42,25 @@ def aligned_holders(holders: Mapping[int, tuple[int, ...]], inodes: Sequence[int
     return first, more
 
 
-def take(column: array[int], indices: Sequence[int]) -> array[int]:
-    """Return ``column[i]`` for each of ``indices``, as an array of its type code (in C)."""
-    if len(indices) > 1:
-        return array(column.typecode, itemgetter(*indices)(column))
-    return array(column.typecode, [column[i] for i in indices])
+def take(column: array[int], indices: Iterable[int]) -> array[int]:
+    """Return ``column[i]`` for each of ``indices``, as an array of its type code (in C).
+
+    One value at a time into the new array: no tuple of the indices or of
+    the values (itemgetter's), which at 31,000 sockets were 2.1 MiB at once.
+    """
+    return array(column.typecode, map(column.__getitem__, indices))
+
+
+def sort_order(column: array[int]) -> array[int]:
+    """Return the indices that sort ``column`` stably, as an array (the sort runs in C).
+
+    Each value is packed with its index into one int (value << bits | index)
+    and those are sorted: one int a row, where a sort by key holds two (the
+    indices and the keys), 1.3 instead of 2.6 MiB at 31,000 rows.
+    """
+    bits = max(1, (len(column) - 1).bit_length())
+    packed = sorted(map(or_, map(lshift, column, repeat(bits)), range(len(column))))
+    return array("I", map(and_, packed, repeat((1 << bits) - 1)))
 
 
 FEW_PIDS = 16  # up to this many holders, each one's indices are picked out in C

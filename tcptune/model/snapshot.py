@@ -5,9 +5,8 @@ from __future__ import annotations
 import enum
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from itertools import chain
 from typing import TYPE_CHECKING
 
 from tcptune.model.heavyhitters import TopCounts
@@ -148,13 +147,27 @@ class SocketDetails:
         """Return how many CLOSE_WAIT sockets were seen."""
         return self.close_wait_by_local.total
 
-    def owner_inodes(self) -> Iterable[int]:
-        """Return the inodes whose holders the advice names: CLOSE_WAIT, shared listeners."""
+    def owner_inodes(self) -> array[int]:
+        """Return the inodes whose holders the advice names (CLOSE_WAIT, shared listeners).
+
+        Ascending, each once, no 0: the CLOSE_WAIT column is copied as it is
+        (already sorted) and the few shared listeners inserted, so no set or
+        list of every inode is built.
+        """
         per_local: dict[Endpoint, list[int]] = {}
         for item in self.listeners:
             per_local.setdefault(item.local, []).append(item.inode)
         shared = [inode for inodes in per_local.values() if len(inodes) > 1 for inode in inodes]
-        return chain(self.close_wait_inodes, shared)
+        found = self.close_wait_inodes
+        if isinstance(found, InodePorts):
+            wanted = array("Q", found.inodes)
+        else:  # a plain mapping (constructed snapshots)
+            wanted = array("Q", sorted(found))
+        for inode in shared:
+            position = bisect_left(wanted, inode)
+            if position == len(wanted) or wanted[position] != inode:
+                wanted.insert(position, inode)
+        return wanted[bisect_left(wanted, 1) :] if wanted and not wanted[0] else wanted
 
 
 @dataclass(frozen=True)
