@@ -76,11 +76,13 @@ from tcptune.output import AUDIT_FORMATS
 )
 @click.option(
     "--source",
-    type=click.Choice(["auto", "netlink", "procfs"]),
+    type=click.Choice(["auto", "bpf", "netlink", "procfs"]),
     default="auto",
     show_default=True,
-    help="Where to read socket states: auto uses netlink sock_diag on the live "
-    "/proc and the /proc/net/tcp tables otherwise.",
+    help="Where to read socket states: auto walks the sockets once with a BPF "
+    "iterator when it can run (CAP_BPF and CAP_PERFMON, BTF) and there are enough "
+    "sockets to pay for loading it, else netlink sock_diag on the live /proc, else "
+    "the /proc/net/tcp tables; bpf makes the walk's absence an incomplete inspection (3).",
 )
 @click.option(
     "--options/--no-options",
@@ -176,6 +178,7 @@ def audit(
         options_required=bool(socket_options),
         owners_source=OwnerSource(owners_source),
         owner_seams=bpf_seams(btf_cache),
+        socket_seams=bpf_seams(btf_cache),
     )
     report_unavailable(result.snapshot.sockopts)
     report_owners(result.snapshot.owners)

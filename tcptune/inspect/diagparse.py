@@ -15,7 +15,9 @@ attribute) for their ages. A bulk chunk of them is read at fixed offsets
 only once every attribute header up to and including INET_DIAG_INFO sits,
 with the same length and type, at the same offset in every message (so
 each is a real attribute boundary, by induction again); otherwise the chunk
-goes message by message, each message's attributes walked.
+goes message by message, each message's attributes walked. A producer that
+writes the two ages at a fixed offset of every message instead (the BPF
+walk's records, inspect/bpf/tcpdetails.py) names that offset (``ages_at``).
 
 Raw keys: a port is the native-order integer of its two big-endian bytes
 (decode_port turns it into the number), an IPv4 address the native-order
@@ -54,6 +56,7 @@ _IPV4 = struct.Struct("=I")
 _IPV6 = struct.Struct("=4I")
 _TAIL = struct.Struct("=IIIII")  # expires, rqueue, wqueue, uid, inode
 _ERROR = struct.Struct("=i")
+_AGES = struct.Struct("=II")  # a fixed-offset (last data, last ACK) pair
 _ATTR = struct.Struct("=HH")  # struct rtattr / nlattr: length (header included), type
 INET_DIAG_INFO = 2  # enum inet_diag_attr: struct tcp_info
 # struct tcp_info (include/uapi/linux/tcp.h): u32 milliseconds since the last
@@ -87,10 +90,18 @@ class DumpParser:
     """Count states per family and collect details from the chunks of one dump."""
 
     def __init__(
-        self, ipv4: list[int], ipv6: list[int], details: DetailsBuilder | None = None
+        self,
+        ipv4: list[int],
+        ipv6: list[int],
+        details: DetailsBuilder | None = None,
+        ages_at: int | None = None,
     ) -> None:
         self.by_family = {AF_INET: ipv4, AF_INET6: ipv6}
         self.details = details
+        # Where every message carries a CLOSE_WAIT socket's (last data, last ACK)
+        # u32 pair, for a producer that writes them at a fixed offset (the BPF
+        # walk, inspect/bpf/tcpdetails.py) instead of in an INET_DIAG_INFO tcp_info.
+        self.ages_at = ages_at
         self.interrupted = False
         self.done = False
 
@@ -126,10 +137,10 @@ class DumpParser:
         """Count and collect a uniform chunk; False (nothing done) if it needs the slow path."""
         families = view[16::length].tobytes()
         states = view[17::length].tobytes()
-        info = -1
+        ages = (-1, -1)  # offsets of the last ACK and last data u32s
         if self.details is not None and 8 in states:  # CLOSE_WAIT: ages at a fixed offset?
-            info = _info_offset(view, length, count)
-            if info < 0:
+            ages = self._ages_offsets(view, length, count)
+            if ages[0] < 0:
                 return False
         family = families[0]
         if families.count(family) != count or family not in self.by_family:
@@ -140,8 +151,17 @@ class DumpParser:
         for state, number in histogram.items():
             counts[state] += number
         if self.details is not None:
-            self._bulk_details(view, length, count, family, states, histogram, info)
+            self._bulk_details(view, length, count, family, states, histogram, ages)
         return True
+
+    def _ages_offsets(self, view: memoryview, length: int, count: int) -> tuple[int, int]:
+        """Return where every message holds (last ACK, last data), or (-1, -1) if not one place."""
+        if self.ages_at is not None:
+            return self.ages_at + 4, self.ages_at
+        info = _info_offset(view, length, count)
+        if info < 0:
+            return -1, -1
+        return info + LAST_ACK_RECV, info + LAST_DATA_RECV
 
     def _mixed(
         self, view: memoryview, length: int, count: int, families: bytes, states: bytes
@@ -165,7 +185,7 @@ class DumpParser:
         family: int,
         states: bytes,
         histogram: Counter[int],
-        info: int,
+        ages: tuple[int, int],
     ) -> None:
         details = self.details
         assert details is not None
@@ -207,8 +227,8 @@ class DumpParser:
                 number,
                 array("Q", chosen(8, u32(84))),
                 ports,
-                array("I", chosen(8, u32(info + LAST_ACK_RECV))),
-                array("I", chosen(8, u32(info + LAST_DATA_RECV))),
+                array("I", chosen(8, u32(ages[0]))),
+                array("I", chosen(8, u32(ages[1]))),
             )
         if number := histogram.get(5):  # FIN_WAIT_2: inode 0 means orphaned
             orphaned = array("I", chosen(5, u32(84))).count(0)
@@ -268,7 +288,7 @@ class DumpParser:
                 raw_port,
                 decode_port(raw_port),
                 _IPV4.unpack_from(buf, offset + 84)[0],
-                _ages(buf, offset, length),
+                _ages(buf, offset, length, self.ages_at),
             )
         elif state == 5:
             details.fin_wait2(_IPV4.unpack_from(buf, offset + 84)[0])
@@ -298,8 +318,18 @@ def _info_offset(view: memoryview, length: int, count: int) -> int:
     return -1
 
 
-def _ages(buf: bytearray, offset: int, length: int) -> tuple[int, int] | None:
-    """Return one message's (last_ack_recv, last_data_recv) in ms from tcp_info, if it has one."""
+def _ages(
+    buf: bytearray, offset: int, length: int, ages_at: int | None = None
+) -> tuple[int, int] | None:
+    """Return one message's (last_ack_recv, last_data_recv) from tcp_info, if it has one.
+
+    ``ages_at``: the pair sits there in every message (data first), not in an attribute.
+    """
+    if ages_at is not None:
+        if ages_at + 8 > length:
+            return None
+        data, ack = _AGES.unpack_from(buf, offset + ages_at)
+        return ack, data
     position, end = offset + MIN_MESSAGE, offset + length
     while position + _ATTR.size <= end:
         size, kind = _ATTR.unpack_from(buf, position)

@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING
 from tcptune.inspect.counters import read_counters
 from tcptune.inspect.owners import PROCFS_SOURCE, OwnerSource, look_up_owners
 from tcptune.inspect.procfs import ProcFS, ProcReadError, describe_os_error
-from tcptune.inspect.statecounts import LIVE_PROC, NetlinkFactory, SocketSource, read_sockets
+from tcptune.inspect.statecounts import (
+    BPF_DUMP_MIN_SOCKETS,
+    LIVE_PROC,
+    NetlinkFactory,
+    SocketSource,
+    read_sockets,
+)
 from tcptune.model.snapshot import (
     Context,
     Counters,
@@ -262,6 +268,8 @@ def inspect(
     owners_source: OwnerSource = OwnerSource.AUTO,
     owner_seams: BpfSeams | None = None,
     counter: BpfCounter | None = None,
+    socket_seams: BpfSeams | None = None,
+    bpf_min_sockets: int = BPF_DUMP_MIN_SOCKETS,
 ) -> Snapshot:
     """Read settings, socket states and counters into a Snapshot; never raises for bad files.
 
@@ -274,14 +282,24 @@ def inspect(
     ``options`` reads every socket's options with the BPF iterator (and their
     owners with ``owners``); unavailable options are a problem only if
     ``options_required``, which also reads them above ``options_max_sockets``;
-    ``counter`` counts the states in the kernel when no details are wanted.
+    ``counter`` counts the states in the kernel when no details are wanted;
+    ``socket_seams`` lets details come from one BPF walk (``source`` AUTO, at
+    least ``bpf_min_sockets`` sockets; or ``source`` BPF).
     """
     procfs = procfs or ProcFS(LIVE_PROC)
     context = read_context(procfs, netns_name)
     sysctls, others, auxiliary = read_settings(procfs, context, extra)
     problems = _sysctl_problems(procfs, sysctls)
     sockets = read_sockets(
-        procfs, source, details, problems, netlink, socket_inodes=owners, counter=counter
+        procfs,
+        source,
+        details,
+        problems,
+        netlink,
+        socket_inodes=owners,
+        counter=counter,
+        bpf_seams=socket_seams,
+        bpf_min_sockets=bpf_min_sockets,
     )
     counters = read_counters(procfs, problems)
     found = None

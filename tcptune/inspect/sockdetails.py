@@ -127,6 +127,11 @@ class DetailsBuilder:
         self.close_wait_last_ack.extend(last_ack)
         self.close_wait_last_data.extend(last_data)
 
+    def convert_ages(self, convert: Callable[[array[int]], array[int]]) -> None:
+        """Turn the CLOSE_WAIT ages into ms when a producer collected them in other units."""
+        self.close_wait_last_ack = convert(self.close_wait_last_ack)
+        self.close_wait_last_data = convert(self.close_wait_last_data)
+
     def listener(self, local: Endpoint, queued: int, backlog: int, inode: int, uid: int) -> None:
         """Record a listening socket and its accept queue."""
         self.listeners.append(Listener(local, queued, backlog, inode, uid))

@@ -27,7 +27,7 @@ import queue
 import socket
 import struct
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 
 from tcptune.inspect.diagparse import (
@@ -148,16 +148,21 @@ def _ends_dump(chunk: bytearray, size: int) -> bool:
 
 
 Chunk = tuple[int, bytearray, int, BaseException | None]  # pass index, buffer, size, error
+Reader = Callable[[bytearray], int]  # fill a buffer, return its size; TimeoutError: ask again
+Ends = Callable[[bytearray, int], bool]  # whether a chunk is its reader's last
 
 
-def _chunks(socks: list[socket.socket]) -> Iterator[tuple[int, bytearray, int]]:
-    """Yield (pass index, buffer, size) as the kernel sends them, every dump read at once.
+def read_ahead(
+    readers: Sequence[Reader], ends: Ends, buffer_size: int = _RECV_BUFFER
+) -> Iterator[tuple[int, bytearray, int]]:
+    """Yield (reader index, buffer, size) as the kernel hands them over, every reader at once.
 
-    The kernel builds each dump chunk inside recv(), which releases the GIL:
-    one reader thread per request keeps recv() going while this thread parses,
-    so the kernel walks for the passes run side by side on as many cores as
-    there are, and parsing overlaps them. The one queue is bounded, so memory
-    stays flat however many sockets there are; it ends when every reader has.
+    The kernel builds each chunk inside the read (a netlink dump's recv(), a
+    BPF iterator's read()), which releases the GIL: one thread per reader keeps
+    the kernel working while this thread parses, so the kernel's walks run
+    side by side on as many cores as there are, and parsing overlaps them. The
+    one queue is bounded, so memory stays flat however many sockets there are;
+    it ends when every reader has (after the chunk ``ends`` calls its last).
     """
     chunks: queue.Queue[Chunk] = queue.Queue(_QUEUED_CHUNKS)
     stop = threading.Event()
@@ -171,28 +176,27 @@ def _chunks(socks: list[socket.socket]) -> Iterator[tuple[int, bytearray, int]]:
                 continue
         return False
 
-    def read(index: int, sock: socket.socket) -> None:
+    def read(index: int, reader: Reader) -> None:
         try:
             while not stop.is_set():
-                chunk = bytearray(_RECV_BUFFER)
+                chunk = bytearray(buffer_size)
                 try:
-                    size = sock.recv_into(chunk)
+                    size = reader(chunk)
                 except TimeoutError:
                     continue
-                if not offer((index, chunk, size, None)) or _ends_dump(chunk, size):
+                if not offer((index, chunk, size, None)) or ends(chunk, size):
                     break
         except BaseException as exc:  # handed to the parsing thread, raised there
             offer((index, bytearray(), 0, exc))
         offer((index, bytearray(), -1, None))  # this reader is finished
 
-    readers = []
-    for index, sock in enumerate(socks):
-        sock.settimeout(_READER_POLL)
-        name = f"sock_diag reader {index}"
-        readers.append(threading.Thread(target=read, args=(index, sock), name=name, daemon=True))
-    for reader in readers:
-        reader.start()
-    running = len(readers)
+    threads = []
+    for index, reader in enumerate(readers):
+        name = f"kernel reader {index}"
+        threads.append(threading.Thread(target=read, args=(index, reader), name=name, daemon=True))
+    for thread in threads:
+        thread.start()
+    running = len(threads)
     try:
         while running:
             index, chunk, size, error = chunks.get()
@@ -204,12 +208,19 @@ def _chunks(socks: list[socket.socket]) -> Iterator[tuple[int, bytearray, int]]:
             yield index, chunk, size
     finally:
         stop.set()
-        for reader in readers:  # drain, so no reader waits out a poll on a full queue
-            while reader.is_alive():
+        for thread in threads:  # drain, so no reader waits out a poll on a full queue
+            while thread.is_alive():
                 try:
                     chunks.get(timeout=0.01)
                 except queue.Empty:
                     continue
+
+
+def _chunks(socks: list[socket.socket]) -> Iterator[tuple[int, bytearray, int]]:
+    """Yield (pass index, buffer, size) of every dump, read at once (``read_ahead``)."""
+    for sock in socks:
+        sock.settimeout(_READER_POLL)  # a blocked reader checks that it is still wanted
+    return read_ahead([sock.recv_into for sock in socks], _ends_dump)
 
 
 def _dump_all(
@@ -244,5 +255,6 @@ __all__ = [
     "SockDiagError",
     "details_builder",
     "dump_counts",
+    "read_ahead",
     "request",
 ]

@@ -195,7 +195,7 @@ class SocketOwners:
 class SocketCounts:
     """The TCP state histogram, IPv4 and IPv6 apart."""
 
-    source: str  # "netlink" (sock_diag) or "procfs" (/proc/net/tcp, tcp6)
+    source: str  # "bpf" (bpf_iter_tcp), "netlink" (sock_diag) or "procfs" (/proc/net/tcp, tcp6)
     ipv4: Mapping[TcpState, int]
     ipv6: Mapping[TcpState, int]
     details: SocketDetails | None = None

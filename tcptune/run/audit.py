@@ -61,12 +61,14 @@ def run_audit(
     options_max_sockets: int = OPTIONS_BY_DEFAULT_MAX_SOCKETS,
     owners_source: OwnerSource = OwnerSource.AUTO,
     owner_seams: BpfSeams | None = None,
+    socket_seams: BpfSeams | None = None,
 ) -> AuditResult:
     """Inspect, compare with ``profile`` if given, and return the findings.
 
     ``options`` reads every socket's options (BPF); ``options_required``
     makes their absence an incomplete inspection, and reads them even above
-    ``options_max_sockets`` live sockets, where a plain audit leaves them out.
+    ``options_max_sockets`` live sockets, where a plain audit leaves them out;
+    ``socket_seams`` lets the socket details come from one BPF walk.
     """
     loaded = None
     if profile:
@@ -91,10 +93,11 @@ def run_audit(
             options_max_sockets=options_max_sockets,
             owners_source=owners_source,
             owner_seams=owner_seams,
+            socket_seams=socket_seams,
         )
 
     if interval is not None:
-        first = inspect(procfs, source=source, netns_name=netns_name)
+        first = inspect(procfs, source=source, netns_name=netns_name, socket_seams=socket_seams)
         started = time.monotonic()
         sleep(interval)
         snapshot = full()

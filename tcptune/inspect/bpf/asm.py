@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 _INSN = struct.Struct("<BBhi")
 
 # Instruction classes
-LD, LDX, ST, STX, JMP, ALU64 = 0x00, 0x01, 0x02, 0x03, 0x05, 0x07
+LD, LDX, ST, STX, ALU, JMP, ALU64 = 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x07
 IMM, MEM = 0x00, 0x60  # load/store modes: a 64-bit immediate, [reg + off]
 PSEUDO_MAP_FD = 1  # BPF_PSEUDO_MAP_FD: ld_imm64's immediate is a map's file descriptor
 SIZES = {1: 0x10, 2: 0x08, 4: 0x00, 8: 0x18}  # BPF_B, BPF_H, BPF_W, BPF_DW
 K, X = 0x00, 0x08  # source: the immediate, or the src register
-ADD, OR, AND, MOV = 0x00, 0x40, 0x50, 0xB0
-JEQ, JNE, CALL, EXIT = 0x10, 0x50, 0x80, 0x90
+ADD, SUB, OR, AND, MOV, END = 0x00, 0x10, 0x40, 0x50, 0xB0, 0xD0
+TO_BE = 0x08  # BPF_END's source bit: convert to big-endian
+JA, JEQ, JNE, CALL, EXIT = 0x00, 0x10, 0x50, 0x80, 0x90
 
 # Registers: r0 return value, r1-r5 arguments (clobbered by calls),
 # r6-r9 kept across calls, r10 the read-only frame pointer.
@@ -45,6 +47,16 @@ def mov_imm(dst: int, imm: int) -> bytes:
 def add_imm(dst: int, imm: int) -> bytes:
     """dst += imm."""
     return insn(ALU64 | ADD | K, dst, imm=imm)
+
+
+def sub_reg(dst: int, src: int) -> bytes:
+    """dst -= src (64-bit; its low 32 bits are the u32 difference)."""
+    return insn(ALU64 | SUB | X, dst, src)
+
+
+def to_big_endian(dst: int, bits: int) -> bytes:
+    """dst = htobe<bits>(dst): the low ``bits`` in network order, the rest cleared."""
+    return insn(ALU | END | TO_BE, dst, imm=bits)
 
 
 def and_imm(dst: int, imm: int) -> bytes:
@@ -77,6 +89,11 @@ def store(size: int, dst: int, off: int, src: int) -> bytes:
     return insn(STX | MEM | SIZES[size], dst, src, off)
 
 
+def store_imm(size: int, dst: int, off: int, imm: int) -> bytes:
+    """*(u<size*8> *)(dst + off) = imm."""
+    return insn(ST | MEM | SIZES[size], dst, off=off, imm=imm)
+
+
 def jump_if_zero(reg: int, skip: int) -> bytes:
     """if reg == 0: skip the next ``skip`` instructions."""
     return insn(JMP | JEQ | K, reg, off=skip, imm=0)
@@ -100,6 +117,63 @@ def exit_() -> bytes:
 def program(parts: Sequence[bytes]) -> bytes:
     """Join instructions into the byte string BPF_PROG_LOAD takes."""
     return b"".join(parts)
+
+
+@dataclass(frozen=True)
+class Label:
+    """A place in an ``assemble`` listing that jumps name; it takes no instruction."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Jump:
+    """A jump to a Label, its offset filled in by ``assemble``: ``goto`` or ``if reg OP imm``."""
+
+    op: int  # JA, JEQ or JNE
+    target: str
+    reg: int = 0
+    imm: int = 0
+
+
+def goto(target: str) -> Jump:
+    """Jump to ``target`` unconditionally."""
+    return Jump(JA, target)
+
+
+def jump_to_if_equal(reg: int, imm: int, target: str) -> Jump:
+    """if reg == imm: jump to ``target``."""
+    return Jump(JEQ, target, reg, imm)
+
+
+def jump_to_if_not_equal(reg: int, imm: int, target: str) -> Jump:
+    """if reg != imm: jump to ``target``."""
+    return Jump(JNE, target, reg, imm)
+
+
+def assemble(items: Sequence[bytes | Label | Jump]) -> bytes:
+    """Return the program with every Jump's offset counted to its Label (forward only)."""
+    places: dict[str, int] = {}
+    position = 0
+    for item in items:
+        if isinstance(item, Label):
+            if item.name in places:
+                raise ValueError(f"label {item.name!r} defined twice")
+            places[item.name] = position
+        else:
+            position += 1
+    code: list[bytes] = []
+    for item in items:
+        if isinstance(item, Label):
+            continue
+        if isinstance(item, Jump):
+            skip = places[item.target] - len(code) - 1
+            if skip < 0:
+                raise ValueError(f"jump back to {item.target!r}: the verifier refuses loops")
+            code.append(insn(JMP | item.op | K, item.reg, off=skip, imm=item.imm))
+        else:
+            code.append(item)
+    return program(code)
 
 
 def disassemble(code: bytes) -> list[tuple[int, int, int, int, int]]:

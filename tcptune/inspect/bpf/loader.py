@@ -165,11 +165,15 @@ class Attached:
             os.close(self._prog)
             raise
 
-    def read(self, limit: int) -> bytearray:
-        """Return everything one iteration writes, at most ``limit`` bytes."""
+    def open_iteration(self) -> int:
+        """Return a new iteration's descriptor, to read in chunks and close (the caller's)."""
         if self._link is None:
             raise ValueError("the iterator program was closed")
-        iterator = self._bpf.iter_create(self._link)
+        return self._bpf.iter_create(self._link)
+
+    def read(self, limit: int) -> bytearray:
+        """Return everything one iteration writes, at most ``limit`` bytes."""
+        iterator = self.open_iteration()
         try:
             return read_all(iterator, limit)
         finally:
