@@ -33,6 +33,8 @@ import struct
 import sys
 from array import array
 from collections import Counter
+from collections.abc import Callable
+from functools import lru_cache
 from itertools import compress
 from typing import Any
 
@@ -191,47 +193,63 @@ class DumpParser:
         assert details is not None
         end = count * length
         half, quarter = length // 2, length // 4
+        Column = Callable[[int], memoryview]
+        whole: list[bytes] = []  # the chunk as bytes, once a state is copied out of it
 
-        def u16(offset: int) -> memoryview:
-            return view[offset : offset + end - length + 2].cast("H")[::half]
+        def columns(state: int) -> tuple[Column, Column]:
+            """Return u16 and u32 column readers over the chunk's ``state`` messages only.
 
-        def u32(offset: int) -> memoryview:
-            return view[offset : offset + end - length + 4].cast("I")[::quarter]
+            In a chunk of several states (the BPF walk's, in hash order) the
+            state's messages are first copied together (one C-level join), so
+            no column holds, and no counter iterates, the other states' values.
+            """
+            part = view
+            if histogram[state] != count:
+                if not whole:
+                    whole.append(view.tobytes())  # bytes slice and join fastest
+                chosen = compress(_record_slices(length, count), states.translate(_SELECT[state]))
+                part = memoryview(b"".join(map(whole[0].__getitem__, chosen)))
+            last = len(part) - length
 
-        def addresses(offset: int) -> Any:
+            def u16(offset: int) -> memoryview:
+                return part[offset : offset + last + 2].cast("H")[::half]
+
+            def u32(offset: int) -> memoryview:
+                return part[offset : offset + last + 4].cast("I")[::quarter]
+
+            return u16, u32
+
+        def addresses(u32: Column, offset: int) -> Any:
             if family == AF_INET:
                 return u32(offset)
             return zip(u32(offset), u32(offset + 4), u32(offset + 8), u32(offset + 12), strict=True)
-
-        def chosen(state: int, column: Any) -> Any:
-            if histogram[state] == count:
-                return column
-            return compress(column, states.translate(_SELECT[state]))
 
         if histogram.get(1):  # ESTABLISHED with the keepalive timer pending
             pairs = array("H", view[17 : 17 + end - length + 2].cast("H")[::half].tobytes())
             details.established_keepalive += pairs.count(_KEEPALIVE_PAIR)
         if number := histogram.get(6):  # TIME_WAIT
-            details.time_wait_by_local_port.add_all(chosen(6, u16(20)), number)
-            details.time_wait_by_remote_address.add_all(chosen(6, addresses(40)), number)
+            u16, u32 = columns(6)
+            details.time_wait_by_local_port.add_all(u16(20), number)
+            details.time_wait_by_remote_address.add_all(addresses(u32, 40), number)
             details.time_wait_by_remote.add_all(
-                zip(chosen(6, addresses(40)), chosen(6, u16(22)), strict=True), number
+                zip(addresses(u32, 40), u16(22), strict=True), number
             )
         if number := histogram.get(8):  # CLOSE_WAIT: local endpoint, inode and tcp_info ages
-            endpoints = zip(chosen(8, addresses(24)), chosen(8, u16(20)), strict=True)
-            ports = array("H", chosen(8, u16(20)))
+            u16, u32 = columns(8)
+            endpoints = zip(addresses(u32, 24), u16(20), strict=True)
+            ports = array("H", u16(20))
             if _LITTLE:
                 ports.byteswap()
             details.close_wait_bulk(
                 endpoints,
                 number,
-                array("Q", chosen(8, u32(84))),
+                array("Q", u32(84)),
                 ports,
-                array("I", chosen(8, u32(ages[0]))),
-                array("I", chosen(8, u32(ages[1]))),
+                array("I", u32(ages[0])),
+                array("I", u32(ages[1])),
             )
         if number := histogram.get(5):  # FIN_WAIT_2: inode 0 means orphaned
-            orphaned = array("I", chosen(5, u32(84))).count(0)
+            orphaned = array("I", columns(5)[1](84)).count(0)
             details.fin_wait2_orphaned += orphaned
             details.fin_wait2_held += number - orphaned
         if histogram.get(10):  # LISTEN: few, decoded one by one
@@ -344,6 +362,12 @@ def _ages(
             )
         position += (size + 3) & ~3
     return None
+
+
+@lru_cache(maxsize=16)
+def _record_slices(length: int, count: int) -> tuple[slice, ...]:
+    """Return the slices of a chunk's ``count`` messages of ``length`` bytes (made once)."""
+    return tuple(slice(start, start + length) for start in range(0, count * length, length))
 
 
 def _histogram(states: bytes) -> Counter[int]:
