@@ -177,7 +177,9 @@ def test_each_record_holds_what_the_kernel_puts_in_the_sock_diag_message(
         socket_mix(lab, stack)
         resolved = tcpdetails.resolve(load_btf())
         try:
-            data = run(Bpf(), tcpdetails.build(resolved), resolved["attach_btf_id"], b"t", 1 << 24)
+            data = bytes(
+                run(Bpf(), tcpdetails.build(resolved), resolved["attach_btf_id"], b"t", 1 << 24)
+            )
         except BpfError as exc:
             skip_or_fail(f"the BPF walk cannot run here: {exc}")
         messages = _netlink_messages()
