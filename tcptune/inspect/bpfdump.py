@@ -35,7 +35,9 @@ from tcptune.inspect.sockdiag import read_ahead
 PROGRAM_NAME = b"tcptune_dump"
 QUESTION = "tcpdetails 1"  # the BTF cache key's question: change it when resolve() changes
 MAX_OUTPUT = 1 << 32  # 104 bytes a socket: 41 million sockets, a runaway bound
-READ_BUFFER = 1 << 16  # a read returns at most the seq_file's buffer (32 KiB with 4 KiB pages)
+# A read returns at most the seq_file's buffer (bpf_seq_read: PAGE_SIZE << 3, 32 KiB
+# with 4 KiB pages), so a bigger one would only be zeroed for nothing.
+READ_BUFFER = os.sysconf("SC_PAGE_SIZE") << 3
 _U32 = struct.Struct("=I")
 
 StateCounts = list[int]  # indexed by the state byte, 0-255 (as sockdiag.dump_counts)
@@ -121,7 +123,9 @@ def read_records(
     carry = bytearray()
     total = 0
     keepalive = 0
-    chunks = read_ahead([lambda buffer: os.readv(fd, [buffer])], lambda _chunk, size: size == 0)
+    chunks = read_ahead(
+        [lambda buffer: os.readv(fd, [buffer])], lambda _chunk, size: size == 0, READ_BUFFER
+    )
     for _index, chunk, size in chunks:
         total += size
         if total > MAX_OUTPUT:

@@ -167,6 +167,8 @@ def _fields(message: bytes) -> tuple[bytes, tuple[int, ...]]:
     rqueue, wqueue, uid, inode = struct.unpack_from("=IIII", message, 72)
     if state != TcpState.LISTEN:
         rqueue = wqueue = 0  # the walk fills only a listener's queues
+    if state not in (TcpState.CLOSE_WAIT, TcpState.FIN_WAIT2, TcpState.LISTEN):
+        inode = 0  # and the inodes the audit reads
     return message[16:17] + message[20:56], (family, state, timer, rqueue, wqueue, uid, inode)
 
 

@@ -19,9 +19,11 @@ inet_diag_msg filled as net/ipv4/inet_diag.c does:
   ICSK_TIME_PROBE0, else 2 when sk_timer is pending (timer_pending(): the
   timer's entry.pprev is set; the keepalive timer), else 0; uid
   (sock_i_uid, which bpf_iter_tcp_seq_show hands the program as ctx->uid);
-  inode (sock_i_ino: through sk_socket->file->f_inode, 0 once sk_socket is
-  NULL, an orphan); tcp_diag_get_info's LISTEN queue: rqueue sk_ack_backlog,
-  wqueue sk_max_ack_backlog;
+  for the states whose inode the audit reads (CLOSE_WAIT, FIN_WAIT2, LISTEN)
+  the inode (sock_i_ino: through sk_socket->file->f_inode, 0 once sk_socket
+  is NULL, an orphan; three dependent loads a socket, so no other state's);
+  tcp_diag_get_info's LISTEN queue: rqueue sk_ack_backlog, wqueue
+  sk_max_ack_backlog;
 - inet_twsk_diag_fill for a TIME_WAIT minisocket: tw_substate as its state
   (an orphaned FIN_WAIT2 kept as a minisocket is FIN_WAIT2), timer 3,
   uid and inode 0;
@@ -29,7 +31,7 @@ inet_diag_msg filled as net/ipv4/inet_diag.c does:
   timer 1, uid and inode 0.
 
 Fields the audit never reads stay zero: retrans, interface, cookie,
-expires, and a non-listener's queues. After the message come three u32s:
+expires, a non-listener's queues, the inode of the other states. After the message come three u32s:
 for a CLOSE_WAIT socket the jiffies since the last data and since the last
 ACK received (tcp_get_info: now - icsk_ack.lrcvtime and now - rcv_tstamp,
 now being tcp_jiffies32, the low 32 bits of bpf_jiffies64), and for every
@@ -211,8 +213,6 @@ def build(resolved: dict[str, Any]) -> bytes:
         asm.call(resolved["to_tcp"]),  # r0 = bpf_skc_to_tcp_sock(sk)
         asm.jump_to_if_equal(R0, 0, "write"),
         asm.mov_reg(R8, R0),  # r8 = the tcp_sock
-        *load("inode", R1, R8),
-        put(4, 84, R1),  # idiag_inode is a u32
         *load("pending", R1, R8),
         asm.mov_imm(R2, 1),
         asm.jump_to_if_equal(R1, ICSK_TIME_RETRANS, "timer"),
@@ -226,14 +226,17 @@ def build(resolved: dict[str, Any]) -> bytes:
         asm.mov_imm(R2, 2),  # sk_timer pending: the keepalive timer
         Label("timer"),
         put(1, 18, R2),
-        asm.jump_to_if_not_equal(R9, TcpState.LISTEN, "ages"),
+        asm.jump_to_if_equal(R9, TcpState.LISTEN, "listen"),
+        asm.jump_to_if_equal(R9, TcpState.CLOSE_WAIT, "ages"),
+        asm.jump_to_if_equal(R9, TcpState.FIN_WAIT2, "inode"),
+        asm.goto("write"),  # the audit reads no inode of another state: three loads saved
+        Label("listen"),
         *load("ack_backlog", R1, R8),
         put(4, 72, R1),
         *load("max_ack_backlog", R1, R8),
         put(4, 76, R1),
-        asm.goto("write"),
+        asm.goto("inode"),
         Label("ages"),
-        asm.jump_to_if_not_equal(R9, TcpState.CLOSE_WAIT, "write"),
         asm.call(resolved["jiffies"]),  # r0 = jiffies; its low 32 bits are tcp_jiffies32
         asm.mov_reg(R2, R0),
         *load("lrcvtime", R1, R8),
@@ -242,6 +245,9 @@ def build(resolved: dict[str, Any]) -> bytes:
         *load("rcv_tstamp", R1, R8),
         asm.sub_reg(R0, R1),
         put(4, AGES_AT + 4, R0),
+        Label("inode"),
+        *load("inode", R1, R8),
+        put(4, 84, R1),  # idiag_inode is a u32
         asm.goto("write"),
         # inet_twsk_diag_fill: the substate, timer 3
         Label("timewait"),
