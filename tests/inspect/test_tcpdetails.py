@@ -112,7 +112,8 @@ def _records(rng: random.Random, count: int) -> list[bytes]:
     out = []
     for index in range(count):
         state = rng.choice([1, 1, 5, 6, 6, 8, 10])
-        family = rng.choice([socket.AF_INET, socket.AF_INET6])
+        # IPv4 alone first (chunks read in bulk), then both (message by message)
+        family = rng.choice([socket.AF_INET, socket.AF_INET6][: 1 + 2 * index // count])
         prefix = "127.0.0.{}" if family == socket.AF_INET else "::ffff:127.0.0.{}"
         out.append(
             record(
