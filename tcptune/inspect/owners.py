@@ -35,6 +35,7 @@ _FILTER_BITS = 1 << 20  # a 128 KiB bitmap in front of the sorted inodes
 LIVE_PROC = Path("/proc")
 COMM_CUT = 15  # include/linux/sched.h TASK_COMM_LEN 16, with the NUL
 PROCFS_SOURCE = "procfs"  # the owners source when /proc/PID/fd links were read
+PID_CODE = "i"  # pid_t is an int (include/uapi/asm-generic/posix_types.h __kernel_pid_t)
 
 
 class OwnerSource(enum.Enum):
@@ -49,16 +50,17 @@ class Holders(Mapping[int, tuple[int, ...]]):
     """Socket inode -> the PIDs holding it, in memory that does not grow per descriptor.
 
     The wanted inodes sit in one sorted array with the first holder of each
-    beside it (12 bytes a socket); only sockets with more than one holder
+    beside it (12 bytes a socket; a sorted array of inodes given is used as
+    it is, not copied, and never written to); only sockets with more than one holder
     (forked children) get a list. Lookups bisect the array.
     """
 
     def __init__(self, inodes: Iterable[int]) -> None:
-        if isinstance(inodes, array) and _ascending_nonzero(inodes):
-            self._inodes = array("Q", inodes)  # SocketDetails.owner_inodes(): copied in C
+        if isinstance(inodes, array) and inodes.typecode == "Q" and _ascending_nonzero(inodes):
+            self._inodes = inodes  # SocketDetails.owner_inodes(): shared, never written to
         else:
             self._inodes = array("Q", sorted({inode for inode in inodes if inode}))
-        self._first = array("l", bytes(self._inodes.itemsize * len(self._inodes)))
+        self._first = _pids(len(self._inodes))
         self._more: dict[int, list[int]] = {}
         self._filter: bytearray | None = None  # built by the first index(): bulk fills need none
 
@@ -105,7 +107,7 @@ class Holders(Mapping[int, tuple[int, ...]]):
 
     def set_first(self, pids: Iterable[int]) -> None:
         """Replace every wanted inode's first holder at once, in ``inodes()`` order (0: none)."""
-        first = array("l", pids)
+        first = array(PID_CODE, pids)
         if len(first) != len(self._inodes):
             raise ValueError(f"{len(first)} first holders for {len(self._inodes)} inodes")
         self._first = first
@@ -126,8 +128,8 @@ class Holders(Mapping[int, tuple[int, ...]]):
         """
         mine, first, more = self._inodes, self._first, self._more
         if inodes == mine:
-            return array("l", first), {at: tuple(pids) for at, pids in more.items()}
-        found = array("l", bytes(first.itemsize * len(inodes)))
+            return array(PID_CODE, first), {at: tuple(pids) for at, pids in more.items()}
+        found = _pids(len(inodes))
         extras: dict[int, tuple[int, ...]] = {}
         if any(map(gt, inodes, islice(inodes, 1, None))):  # not ascending: look each up
             positions: Iterable[int] = map(self.index, inodes)
@@ -156,6 +158,11 @@ class Holders(Mapping[int, tuple[int, ...]]):
 
     def __len__(self) -> int:
         return len(self._first) - self._first.count(0)
+
+
+def _pids(count: int) -> array[int]:
+    """Return ``count`` zero PIDs (no holder yet) as one array."""
+    return array(PID_CODE, bytes(array(PID_CODE).itemsize * count))
 
 
 def _ascending_nonzero(inodes: array[int]) -> bool:

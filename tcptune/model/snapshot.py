@@ -150,9 +150,9 @@ class SocketDetails:
     def owner_inodes(self) -> array[int]:
         """Return the inodes whose holders the advice names (CLOSE_WAIT, shared listeners).
 
-        Ascending, each once, no 0: the CLOSE_WAIT column is copied as it is
-        (already sorted) and the few shared listeners inserted, so no set or
-        list of every inode is built.
+        Ascending, each once, no 0: the CLOSE_WAIT column itself (already
+        sorted; read-only like every column here), or a copy of it with the
+        few shared listeners inserted, so no set or list of every inode is built.
         """
         per_local: dict[Endpoint, list[int]] = {}
         for item in self.listeners:
@@ -160,7 +160,10 @@ class SocketDetails:
         shared = [inode for inodes in per_local.values() if len(inodes) > 1 for inode in inodes]
         found = self.close_wait_inodes
         if isinstance(found, InodePorts):
-            wanted = array("Q", found.inodes)
+            wanted = found.inodes
+            if not shared and (not wanted or wanted[0]):
+                return wanted
+            wanted = array("Q", wanted)
         else:  # a plain mapping (constructed snapshots)
             wanted = array("Q", sorted(found))
         for inode in shared:

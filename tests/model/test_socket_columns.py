@@ -48,10 +48,13 @@ def test_owner_inodes_are_the_sorted_column_with_shared_listeners_inserted() -> 
     # port 80 has three listeners (shared: wanted; 9 is also CLOSE_WAIT, kept once); 443, 22: one
     assert found.owner_inodes() == array("Q", [5, 7, 9, 20, 30])
     assert details([], []).owner_inodes() == array("Q")
+    alone = details([5, 9, 20], [(80, 7), (443, 3)])  # no shared listener: the column itself
+    assert alone.owner_inodes() is alone.close_wait_inodes.inodes  # type: ignore[attr-defined]
+    assert found.close_wait_inodes.inodes == array("Q", [5, 9, 20])  # type: ignore[attr-defined]
 
 
 def test_holders_copy_a_sorted_column_and_sort_anything_else() -> None:
     column = array("Q", [5, 7, 9])
-    assert Holders(column).inodes() == column and Holders(column).inodes() is not column
+    assert Holders(column).inodes() is column  # used as it is, never written to
     for other in ([9, 5, 7, 5, 0], array("Q", [0, 5, 7, 9]), array("Q", [5, 9, 7]), (9, 7, 5)):
         assert Holders(other).inodes() == column
