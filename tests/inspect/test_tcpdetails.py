@@ -91,6 +91,7 @@ def test_a_cached_layout_must_hold_every_member() -> None:
     [
         (1000, [0, 5, 0xFFFFFFFF], [0, 5, 0xFFFFFFFF]),
         (250, [0, 5, 0x40000001], [0, 20, 4]),  # 4 * j as an unsigned int
+        (250, [0, 5, 0x3FFFFFFF], [0, 20, 0xFFFFFFFC]),  # nothing wraps
         (100, [3], [30]),
         (300, [1, 3, 299], [4, 10, 997]),  # rounded up: DIV_ROUND_UP(j * 10, 3)
         (1024, [1, 1024, 1025], [1, 1000, 1001]),

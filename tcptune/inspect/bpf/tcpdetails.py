@@ -298,5 +298,7 @@ def jiffies_to_msecs(values: array[int], hz: int) -> array[int]:
         return values
     if 1000 % hz == 0:
         factor = 1000 // hz
+        if not values or max(values) * factor <= _U32:  # nothing wraps: multiply in C
+            return array("I", map(factor.__mul__, values))
         return array("I", [value * factor & _U32 for value in values])
     return array("I", [(value * 1000 + hz - 1) // hz & _U32 for value in values])
