@@ -224,7 +224,9 @@ def _owners_section(result: AuditResult) -> str:
     headers = ("process", "sockets", "pids", "oldest", "< 1 min", "< 1 h", "leak per hour")
     note = ""
     if not ages:
-        note = '<p class="muted">Ages not measured (they need netlink sock_diag).</p>'
+        note = (
+            '<p class="muted">Ages not measured (they need the BPF walk or netlink sock_diag).</p>'
+        )
     return "".join(parts) + _table(headers, rows, {1, 4, 5, 6}) + note
 
 

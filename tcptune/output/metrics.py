@@ -183,7 +183,8 @@ def _socket_families(result: AuditResult) -> Iterator[Metric]:
     snapshot = result.snapshot
     sockets = GaugeMetricFamily(
         "tcptune_sockets",
-        "TCP sockets by state and address family (one sock_diag dump, or /proc/net/tcp{,6}).",
+        "TCP sockets by state and address family (one BPF walk or sock_diag dump, or "
+        "/proc/net/tcp{,6}).",
         labels=["state", "family"],
     )
     if snapshot.sockets is not None:
