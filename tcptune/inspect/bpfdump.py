@@ -42,6 +42,7 @@ MAX_OUTPUT = 1 << 32  # 104 bytes a socket: 41 million sockets, a runaway bound
 # one thread wake-up and one chunk to parse: 635 -> 159 chunks at 200,000 sockets.
 SEQ_BUFFER = os.sysconf("SC_PAGE_SIZE") << 3
 READS_PER_CHUNK = 4
+QUEUED_CHUNKS = 2  # chunks read ahead of the parser: 256 KiB, whatever the socket count
 _U32 = struct.Struct("=I")
 
 StateCounts = list[int]  # indexed by the state byte, 0-255 (as sockdiag.dump_counts)
@@ -133,7 +134,9 @@ def read_records(
         view = memoryview(buffer)
         return os.readv(fd, [view[start : start + piece] for start in range(0, len(view), piece)])
 
-    chunks = read_ahead([read], lambda _chunk, size: size == 0, piece * READS_PER_CHUNK)
+    chunks = read_ahead(
+        [read], lambda _chunk, size: size == 0, piece * READS_PER_CHUNK, QUEUED_CHUNKS
+    )
     for _index, chunk, size in chunks:
         total += size
         if total > MAX_OUTPUT:

@@ -153,7 +153,10 @@ Ends = Callable[[bytearray, int], bool]  # whether a chunk is its reader's last
 
 
 def read_ahead(
-    readers: Sequence[Reader], ends: Ends, buffer_size: int = _RECV_BUFFER
+    readers: Sequence[Reader],
+    ends: Ends,
+    buffer_size: int = _RECV_BUFFER,
+    queued: int = _QUEUED_CHUNKS,
 ) -> Iterator[tuple[int, bytearray, int]]:
     """Yield (reader index, buffer, size) as the kernel hands them over, every reader at once.
 
@@ -164,7 +167,7 @@ def read_ahead(
     one queue is bounded, so memory stays flat however many sockets there are;
     it ends when every reader has (after the chunk ``ends`` calls its last).
     """
-    chunks: queue.Queue[Chunk] = queue.Queue(_QUEUED_CHUNKS)
+    chunks: queue.Queue[Chunk] = queue.Queue(queued)  # at most ``queued`` buffers waiting
     stop = threading.Event()
 
     def offer(item: Chunk) -> bool:
