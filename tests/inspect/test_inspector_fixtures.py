@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from tcptune.inspect.bpf.seams import BpfSeams
+from tcptune.inspect.bpf.syscall import Bpf
 from tcptune.inspect.inspector import SocketSource, inspect
 from tcptune.inspect.procfs import ProcFS
+from tcptune.inspect.statecounts import BPF_SOURCE
 from tcptune.model.snapshot import Endpoint, ReadStatus
 from tcptune.model.tcpstates import TcpState
 
@@ -37,6 +40,26 @@ def test_auto_source_on_a_fixture_reads_procfs_not_the_live_kernel(
     snapshot = inspect(container_proc)
     assert snapshot.sockets is not None and snapshot.sockets.source == "procfs"
     assert snapshot.sockets.all_sockets == 16
+
+
+def test_a_fixture_never_loads_the_bpf_walk_and_source_bpf_says_why(
+    container_proc: ProcFS,
+) -> None:
+    seams = BpfSeams(bpf=_no_bpf)  # the walk would fail loudly if it were tried
+    auto = inspect(container_proc, details=True, socket_seams=seams, bpf_min_sockets=0)
+    assert auto.sockets is not None and auto.sockets.source == "procfs"
+    assert auto.sockets.notes == () and auto.complete
+    asked = inspect(container_proc, source=SocketSource.BPF, details=True, socket_seams=seams)
+    assert asked.sockets is None and not asked.complete
+    (problem,) = asked.problems
+    assert problem.source == BPF_SOURCE
+    assert (
+        problem.message == f"BPF socket walk not used: {container_proc.root} is not the live /proc"
+    )
+
+
+def _no_bpf() -> Bpf:
+    raise AssertionError("bpf(2) used for a procfs fixture")
 
 
 def test_container_tree_details(container_proc: ProcFS) -> None:
