@@ -39,6 +39,7 @@ from itertools import compress
 from typing import Any
 
 from tcptune.inspect.sockdetails import TIMER_KEEPALIVE, DetailsBuilder
+from tcptune.model.heavyhitters import add_column, single_value
 from tcptune.model.snapshot import Endpoint
 
 TCPDIAG_GETSOCK = 18  # the legacy request; replies have the inet_diag_msg layout
@@ -229,7 +230,7 @@ class DumpParser:
             details.established_keepalive += pairs.count(_KEEPALIVE_PAIR)
         if number := histogram.get(6):  # TIME_WAIT
             u16, u32 = columns(6)
-            details.time_wait_by_local_port.add_all(u16(20), number)
+            add_column(details.time_wait_by_local_port, u16(20), number)
             details.time_wait_by_remote_address.add_all(addresses(u32, 40), number)
             details.time_wait_by_remote.add_all(
                 zip(addresses(u32, 40), u16(22), strict=True), number
@@ -237,6 +238,11 @@ class DumpParser:
         if number := histogram.get(8):  # CLOSE_WAIT: local endpoint, inode and tcp_info ages
             u16, u32 = columns(8)
             endpoints = zip(addresses(u32, 24), u16(20), strict=True)
+            shared = None  # a server's CLOSE_WAIT sockets usually share one local endpoint
+            if family == AF_INET:
+                address, port = single_value(u32(24)), single_value(u16(20))
+                if address is not None and port is not None:
+                    shared = (address, port)
             ports = array("H", u16(20))
             if _LITTLE:
                 ports.byteswap()
@@ -247,6 +253,7 @@ class DumpParser:
                 ports,
                 array("I", u32(ages[0])),
                 array("I", u32(ages[1])),
+                shared,
             )
         if number := histogram.get(5):  # FIN_WAIT_2: inode 0 means orphaned
             orphaned = array("I", columns(5)[1](84)).count(0)

@@ -119,9 +119,17 @@ class DetailsBuilder:
         ports: array[int],
         last_ack: array[int],
         last_data: array[int],
+        shared: tuple[Hashable, int] | None = None,
     ) -> None:
-        """Count ``count`` CLOSE_WAIT sockets at once (the columns in step)."""
-        self.close_wait_by_local.add_all(endpoints, count)
+        """Count ``count`` CLOSE_WAIT sockets at once (the columns in step).
+
+        ``shared`` is the one local endpoint of them all, when the caller saw
+        that it is (``endpoints`` is then not read): counted with one add.
+        """
+        if shared is not None:
+            self.close_wait_by_local.add(shared, count)
+        else:
+            self.close_wait_by_local.add_all(endpoints, count)
         self.close_wait_inodes.extend(inodes)
         self.close_wait_ports.extend(ports)
         self.close_wait_last_ack.extend(last_ack)

@@ -10,7 +10,7 @@ import pytest
 
 from tcptune.inspect.diagparse import DumpParser, SockDiagError
 from tcptune.inspect.sockdiag import details_builder
-from tcptune.model.snapshot import SocketDetails
+from tcptune.model.snapshot import Endpoint, SocketDetails
 
 MULTI = 0x2
 
@@ -164,6 +164,28 @@ def test_close_wait_ages_read_in_bulk_like_single_messages() -> None:
     assert bulk == _close_wait_columns(messages)
     assert len(bulk) == 60 and [row[0] for row in bulk] == sorted(row[0] for row in bulk)
     assert {row[1] for row in bulk} == {8080}
+
+
+@pytest.mark.parametrize(("family", "size"), [(socket.AF_INET, 96), (socket.AF_INET6, 124)])
+def test_a_server_s_one_local_endpoint_counts_like_single_messages(family: int, size: int) -> None:
+    # A server's TIME_WAIT (one pass) and CLOSE_WAIT sockets (another, with tcp_info) all
+    # on its listening endpoint: each column holds one value, counted with one add.
+    rng = random.Random(size)
+    local = ("127.0.0.1" if family == socket.AF_INET else "fd00::1", 8080)
+    remote = "127.0.0.9" if family == socket.AF_INET else "fd00::9"
+    time_wait = [
+        message(6, family=family, local=local, remote=(remote, rng.randrange(1, 9)), size=size)
+        for _ in range(200)
+    ]
+    close_wait = [close_wait_message(n + 1, 10 * n, 20 * n) for n in range(100)]
+    bulk = _parse([b"".join(time_wait), b"".join(close_wait)])
+    single = _parse(time_wait + close_wait)
+    assert bulk[:2] == single[:2]
+    for name in ("close_wait_by_local", "time_wait_by_local_port", "time_wait_by_remote"):
+        a, b = getattr(bulk[2], name), getattr(single[2], name)
+        assert (dict(a), a.total, a.error) == (dict(b), b.total, b.error), name
+    assert dict(bulk[2].close_wait_by_local) == {Endpoint("127.0.0.1", 8080): 100}
+    assert dict(bulk[2].time_wait_by_local_port) == {8080: 200}
 
 
 def test_a_chunk_whose_attribute_layout_differs_falls_back_per_message() -> None:

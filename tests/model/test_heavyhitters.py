@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tcptune.model.heavyhitters import HeavyHitters, TopCounts
+from tcptune.model.heavyhitters import HeavyHitters, TopCounts, add_column
 
 streams = st.lists(st.integers(min_value=0, max_value=60), max_size=600)
 capacities = st.integers(min_value=1, max_value=12)
@@ -76,3 +77,18 @@ def test_capacity_must_be_positive() -> None:
 
     with pytest.raises(ValueError, match="capacity"):
         HeavyHitters(0)
+
+
+@given(st.lists(st.integers(min_value=0, max_value=3), max_size=400), st.booleans())
+def test_a_column_counts_as_its_values_one_by_one(values: list[int], uniform: bool) -> None:
+    if uniform:
+        values = [values[0]] * len(values) if values else []
+    column = memoryview(array("H", values).tobytes()).cast("H")
+    by_column, by_value = HeavyHitters[int](2), HeavyHitters[int](2)
+    add_column(by_column, column, len(values))
+    by_value.add_all(values, len(values))
+    assert (by_column.counts, by_column.total, by_column.error) == (
+        by_value.counts,
+        by_value.total,
+        by_value.error,
+    )
