@@ -9,7 +9,7 @@ import pytest
 
 from tcptune.inspect.owners import Holders
 from tcptune.model.heavyhitters import TopCounts
-from tcptune.model.holding import sort_order, take
+from tcptune.model.holding import SORT_RUN, sort_order, take
 from tcptune.model.snapshot import Endpoint, InodePorts, Listener, SocketDetails
 
 
@@ -26,6 +26,14 @@ def test_sort_order_is_a_stable_argsort(size: int) -> None:
     column = array("Q", (rng.choice([0, 7, 2**40, rng.randrange(2**64)]) for _ in range(size)))
     expected = sorted(range(size), key=column.__getitem__)  # Python's sort is stable
     assert list(sort_order(column)) == expected
+
+
+@pytest.mark.parametrize("size", [SORT_RUN + 1, 3 * SORT_RUN, 10_000])
+def test_sort_order_in_runs_is_the_same_stable_argsort(size: int) -> None:
+    # 32-bit values, as socket inodes are: sorted in runs and merged, ties included.
+    rng = random.Random(size)
+    column = array("Q", (rng.choice([0, 5, rng.randrange(2**32)]) for _ in range(size)))
+    assert list(sort_order(column)) == sorted(range(size), key=column.__getitem__)
 
 
 def details(inodes: list[int], listeners: list[tuple[int, int]]) -> SocketDetails:
