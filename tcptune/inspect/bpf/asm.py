@@ -114,6 +114,19 @@ def exit_() -> bytes:
     return insn(JMP | EXIT)
 
 
+def seq_write(seq: int, slot: int, size: int, helper: int) -> list[bytes]:
+    """bpf_seq_write(seq, r10 + slot, size): append the record at stack ``slot`` to the output.
+
+    ``helper`` is BPF_FUNC_seq_write's id; r1-r3 are set here, r0 gets the result.
+    """
+    return [mov_reg(R1, seq), mov_reg(R2, R10), add_imm(R2, slot), mov_imm(R3, size), call(helper)]
+
+
+def return_zero() -> list[bytes]:
+    """Return 0: an iterator program's "go on to the next object"."""
+    return [mov_imm(R0, 0), exit_()]
+
+
 def program(parts: Sequence[bytes]) -> bytes:
     """Join instructions into the byte string BPF_PROG_LOAD takes."""
     return b"".join(parts)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tcptune.inspect.bpf import asm
-from tcptune.inspect.bpf.asm import R0, R1, R2, R3, R6, R7, R10
+from tcptune.inspect.bpf.asm import R0, R1, R2, R6, R7, R10
 from tcptune.inspect.bpf.btf import Btf, BtfError
 
 ITERATOR = "bpf_iter_task_file"
@@ -147,15 +147,8 @@ def build(spec: OwnersProgram) -> bytes:
         _ToEnd(R1),
         asm.load(4, R1, R1, spec.tgid_offset),
         asm.store(4, R10, RECORD_SLOT + 4, R1),
-        # bpf_seq_write(seq, &record, 8)
-        asm.mov_reg(R1, R7),
-        asm.mov_reg(R2, R10),
-        asm.add_imm(R2, RECORD_SLOT),
-        asm.mov_imm(R3, RECORD),
-        asm.call(spec.seq_write),
-        # return 0
-        asm.mov_imm(R0, 0),
-        asm.exit_(),
+        *asm.seq_write(R7, RECORD_SLOT, RECORD, spec.seq_write),  # the 8-byte record
+        *asm.return_zero(),
     ]
     slots, at = [], 0  # each part's first instruction slot (ld_imm64 takes two)
     for part in parts:

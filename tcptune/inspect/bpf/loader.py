@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tcptune.inspect.bpf import asm
-from tcptune.inspect.bpf.asm import R0, R1, R2, R3, R6, R7, R8, R10
+from tcptune.inspect.bpf.asm import R0, R1, R2, R6, R7, R8, R10
 from tcptune.inspect.bpf.syscall import Bpf, read_all
 
 LICENSE = b"GPL"  # bpf_seq_write and the BTF-typed loads are GPL-only
@@ -111,17 +111,7 @@ def build(spec: IterProgram) -> bytes:
             code.append(asm.load(read.size, R2, base, read.offset + step))
             # record[name] = r2
             code.append(asm.store(read.size, R10, record + offsets[read.name] + step, R2))
-    code += [
-        # bpf_seq_write(seq, record, size)
-        asm.mov_reg(R1, R7),
-        asm.mov_reg(R2, R10),
-        asm.add_imm(R2, record),
-        asm.mov_imm(R3, size),
-        asm.call(spec.seq_write),
-        # return 0
-        asm.mov_imm(R0, 0),
-        asm.exit_(),
-    ]
+    code += [*asm.seq_write(R7, record, size, spec.seq_write), *asm.return_zero()]
     out = len(code) - 2
     return asm.program(
         [

@@ -47,7 +47,7 @@ from array import array
 from typing import Any
 
 from tcptune.inspect.bpf import asm
-from tcptune.inspect.bpf.asm import R0, R1, R2, R3, R6, R7, R8, R9, R10, Label
+from tcptune.inspect.bpf.asm import R0, R1, R2, R6, R7, R8, R9, R10, Label
 from tcptune.inspect.bpf.btf import Btf, BtfError
 from tcptune.model.tcpstates import TcpState
 
@@ -264,14 +264,9 @@ def build(resolved: dict[str, Any]) -> bytes:
         asm.store_imm(1, R10, rec + 17, TcpState.SYN_RECV),
         asm.store_imm(1, R10, rec + 18, 1),
         Label("write"),
-        asm.mov_reg(R1, R7),  # bpf_seq_write(seq, record, RECORD_SIZE)
-        asm.mov_reg(R2, R10),
-        asm.add_imm(R2, rec),
-        asm.mov_imm(R3, RECORD_SIZE),
-        asm.call(resolved["seq_write"]),
+        *asm.seq_write(R7, rec, RECORD_SIZE, resolved["seq_write"]),
         Label("out"),
-        asm.mov_imm(R0, 0),
-        asm.exit_(),
+        *asm.return_zero(),
     ]
     return asm.assemble(code)
 
