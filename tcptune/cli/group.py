@@ -21,7 +21,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 def _fail(message: str, status: int, check: bool = False) -> NoReturn:
     if check:  # Nagios plugin guidelines: one line on stdout, and any error is 3 UNKNOWN
-        from tcptune.output.metrics import check_error_line
+        from tcptune.output.check import check_error_line
 
         click.echo(check_error_line(message))
         sys.exit(int(plugin_status(status)))

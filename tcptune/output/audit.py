@@ -329,7 +329,8 @@ def audit_output(
             interval=result.interval,
         )
         return json.dumps(document, indent=2) + "\n"
-    from tcptune.output.metrics import audit_prometheus, check_line
+    from tcptune.output.check import check_line
+    from tcptune.output.metrics import audit_prometheus
 
     if output_format == "prometheus":
         return audit_prometheus(result)

@@ -1,4 +1,4 @@
-"""The audit for monitoring: Prometheus exposition and the Nagios check line."""
+"""The audit for Prometheus: a custom collector on a private registry (check.py: Nagios)."""
 
 from __future__ import annotations
 
@@ -14,16 +14,12 @@ from tcptune.model.snapshot import (
 from tcptune.model.tcpstates import TcpState
 from tcptune.output.escape import escape
 
-# --------------------------------------------------------------------------- audit formats:
-# --------------------------------------------------------------------------- prometheus, check
-
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
     from prometheus_client.metrics_core import Metric
 
     from tcptune.model.closewait import CloseWaitSummary
-    from tcptune.model.thresholds import Range, Thresholds
     from tcptune.run.audit import AuditResult
 
     Series = tuple[list[str], float]  # label values and the sample value
@@ -80,7 +76,7 @@ def sockstat_help() -> str:
     return "Current values of /proc/net/sockstat{,6} by table and field. " + "; ".join(parts)
 
 
-def _counter_value(snapshot: Snapshot, table: str) -> dict[str, int]:
+def counter_value(snapshot: Snapshot, table: str) -> dict[str, int]:
     return dict(snapshot.counters.tcp if table == "Tcp" else snapshot.counters.tcp_ext)
 
 
@@ -291,7 +287,7 @@ def _counter_families(snapshot: Snapshot) -> Iterator[Metric]:
 
     counters = CounterMetricFamily("tcptune_tcp_mib", TCP_MIB_HELP, labels=["table", "counter"])
     for table, name in EXPORTED_COUNTERS:
-        value = _counter_value(snapshot, table).get(name)
+        value = counter_value(snapshot, table).get(name)
         if value is not None:
             counters.add_metric([table, name], value)
     yield counters
@@ -324,95 +320,3 @@ def audit_prometheus(result: AuditResult) -> str:
     registry = CollectorRegistry(auto_describe=False)  # private: no process or GC metrics
     registry.register(AuditCollector(result))
     return generate_latest(registry).decode("utf-8")
-
-
-CHECK_WORDS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
-
-
-def _plugin_text(text: str) -> str:
-    """Return ``text`` on one line without '|', which starts a plugin's perfdata, escaped."""
-    return escape(" ".join(text.replace("|", "/").split()))
-
-
-def _perf(
-    label: str, value: float, unit: str, warn: Range | None, crit: Range | None, top: int | None
-) -> str:
-    """Return one perfdata item, label=value[UOM];[warn];[crit];[min];[max], empty tail cut."""
-    fields = [
-        f"{value:g}{unit}",
-        warn.text if warn else "",
-        crit.text if crit else "",
-        "0",
-        "" if top is None else str(top),
-    ]
-    return f"{label}=" + ";".join(fields).rstrip(";")
-
-
-def check_perfdata(snapshot: Snapshot, thresholds: Thresholds | None = None) -> str:
-    """Return Nagios perfdata: sockets per state, keepalive detection and counters ('c').
-
-    The threshold series (model/thresholds.py SERIES) carry their warning and
-    critical ranges and minimum; orphans and port_use are always given.
-    """
-    from tcptune.model.thresholds import SERIES, series_values
-
-    values = series_values(snapshot)
-    warning = thresholds.warning if thresholds else {}
-    critical = thresholds.critical if thresholds else {}
-
-    def item(label: str) -> str | None:
-        value = values[label]
-        if value is None:
-            return None
-        unit, _what, top = SERIES[label]
-        if label in ("close_wait", "time_wait") and not (label in warning or label in critical):
-            return f"{label}={value:g}"  # as before thresholds existed
-        return _perf(label, value, unit, warning.get(label), critical.get(label), top)
-
-    items: list[str] = []
-    if snapshot.sockets is not None:
-        for state in TcpState:
-            label = state.label.lower()
-            shown = item(label) if label in SERIES else None
-            items.append(shown or f"{label}={snapshot.sockets.total(state)}")
-        items.append(f"sockets={snapshot.sockets.all_sockets}")
-    items += [shown for label in ("orphans", "port_use") if (shown := item(label))]
-    detection = keepalive_detection_seconds(snapshot)
-    if detection is not None:
-        items.append(f"keepalive_detection={detection}s")
-    for table, name in EXPORTED_COUNTERS:
-        value = _counter_value(snapshot, table).get(name)
-        if value is not None:
-            items.append(f"{name}={value}c")
-    return " ".join(items)
-
-
-def check_line(result: AuditResult, thresholds: Thresholds | None = None) -> str:
-    """Return the audit as one Nagios plugin status line with perfdata."""
-    from tcptune.exitcodes import plugin_status
-    from tcptune.model.thresholds import check_verdict
-
-    snapshot = result.snapshot
-    status, found = check_verdict(result.status, snapshot, thresholds)
-    parts: list[str] = [
-        f"{breach.label} {breach.value:g} ({breach.level}: {breach.range.text})" for breach in found
-    ]
-    if snapshot.problems:
-        first, more = snapshot.problems[0], len(snapshot.problems) - 1
-        extra = f" (+{more} more)" if more else ""
-        parts.append(f"inspection incomplete: {first.source}: {first.message}{extra}")
-    raised = [f for f in result.findings if f.severity >= Severity.WARNING]
-    if raised:
-        noun = "finding" if len(raised) == 1 else "findings"
-        parts.append(f"{len(raised)} {noun}: " + ", ".join(f.key for f in raised))
-    elif not parts:
-        infos = len(result.findings)
-        parts.append("no warnings" + (f" ({infos} info)" if infos else ""))
-    word = CHECK_WORDS[plugin_status(status)]
-    perfdata = check_perfdata(snapshot, thresholds)
-    return f"TCPTUNE {word} - {_plugin_text('; '.join(parts))} | {perfdata}"
-
-
-def check_error_line(message: str) -> str:
-    """Return an error as the plugin's UNKNOWN status line."""
-    return f"TCPTUNE UNKNOWN - {_plugin_text(message)}"

@@ -24,7 +24,7 @@ from tcptune.model.thresholds import (
     parse_range,
     parse_thresholds,
 )
-from tcptune.output.metrics import _perf
+from tcptune.output.check import _perf
 
 # (range, values that alert, values that do not): the guidelines' five examples.
 GUIDELINES = [
