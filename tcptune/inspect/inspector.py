@@ -10,13 +10,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from tcptune.inspect.counters import read_counters
-from tcptune.inspect.owners import (
-    PROCFS_SOURCE,
-    WALK_AHEAD_MIN_SOCKETS,
-    OwnerSource,
-    look_up_owners,
-    start_walk_ahead,
-)
+from tcptune.inspect.owners import PROCFS_SOURCE, OwnerSource, look_up_owners
 from tcptune.inspect.procfs import ProcFS, ProcReadError, describe_os_error
 from tcptune.inspect.statecounts import (
     BPF_DUMP_MIN_SOCKETS,
@@ -276,7 +270,6 @@ def inspect(
     counter: BpfCounter | None = None,
     socket_seams: BpfSeams | None = None,
     bpf_min_sockets: int = BPF_DUMP_MIN_SOCKETS,
-    walk_min_sockets: int = WALK_AHEAD_MIN_SOCKETS,
 ) -> Snapshot:
     """Read settings, socket states and counters into a Snapshot; never raises for bad files.
 
@@ -291,46 +284,34 @@ def inspect(
     ``options_required``, which also reads them above ``options_max_sockets``;
     ``counter`` counts the states in the kernel when no details are wanted;
     ``socket_seams`` lets details come from one BPF walk (``source`` AUTO, at
-    least ``bpf_min_sockets`` sockets; or ``source`` BPF). When the owners
-    will come from the procfs walk (owners.start_walk_ahead: PROCFS, or AUTO
-    without the capabilities BPF needs, from ``walk_min_sockets`` sockets in
-    use) that walk runs in a thread during the socket dump, joined before
-    this returns.
+    least ``bpf_min_sockets`` sockets; or ``source`` BPF).
     """
     procfs = procfs or ProcFS(LIVE_PROC)
     context = read_context(procfs, netns_name)
     sysctls, others, auxiliary = read_settings(procfs, context, extra)
     problems = _sysctl_problems(procfs, sysctls)
-    walk = start_walk_ahead(procfs, owners and details, owners_source, walk_min_sockets)
-    try:
-        sockets = read_sockets(
+    sockets = read_sockets(
+        procfs,
+        source,
+        details,
+        problems,
+        netlink,
+        socket_inodes=owners,
+        counter=counter,
+        bpf_seams=socket_seams,
+        bpf_min_sockets=bpf_min_sockets,
+    )
+    counters = read_counters(procfs, problems)
+    found = None
+    if owners and sockets is not None and sockets.details is not None:
+        found = look_up_owners(
             procfs,
-            source,
-            details,
-            problems,
-            netlink,
-            socket_inodes=owners,
-            counter=counter,
-            bpf_seams=socket_seams,
-            bpf_min_sockets=bpf_min_sockets,
+            sockets.details.owner_inodes(),
+            source=owners_source,
+            seams=owner_seams,
         )
-        counters = read_counters(procfs, problems)
-        found = None
-        if owners and sockets is not None and sockets.details is not None:
-            found = look_up_owners(
-                procfs,
-                sockets.details.owner_inodes(),
-                source=owners_source,
-                seams=owner_seams,
-                walked=walk,
-            )
-            if owners_source is OwnerSource.BPF and found.source == PROCFS_SOURCE:
-                problems.append(
-                    Problem("socket owners (BPF task_file)", found.bpf_unavailable or "")
-                )
-    finally:
-        if walk is not None:
-            walk.stop()  # used above, or not needed after all: no walk outlives the inspection
+        if owners_source is OwnerSource.BPF and found.source == PROCFS_SOURCE:
+            problems.append(Problem("socket owners (BPF task_file)", found.bpf_unavailable or ""))
     sockopts = None
     if options is not None:
         live = sockets.all_sockets - sockets.total(TcpState.TIME_WAIT) if sockets else 0

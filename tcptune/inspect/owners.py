@@ -14,6 +14,7 @@ the answer to the wanted sockets.
 from __future__ import annotations
 
 import enum
+import os
 import pwd
 import time
 from array import array
@@ -24,7 +25,6 @@ from operator import ge, gt
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tcptune.inspect.fdwalk import PID_CODE, SocketDescriptors, WalkAhead, socket_descriptors
 from tcptune.inspect.procfs import ProcFS, ProcReadError
 from tcptune.model.snapshot import Owner, SocketOwners
 
@@ -35,9 +35,7 @@ _FILTER_BITS = 1 << 20  # a 128 KiB bitmap in front of the sorted inodes
 LIVE_PROC = Path("/proc")
 COMM_CUT = 15  # include/linux/sched.h TASK_COMM_LEN 16, with the NUL
 PROCFS_SOURCE = "procfs"  # the owners source when /proc/PID/fd links were read
-# Below this many TCP sockets in use (sockstat) the descriptor walk is not started
-# ahead of the socket dump: an idle audit starts no thread (inspect.inspector).
-WALK_AHEAD_MIN_SOCKETS = 1000
+PID_CODE = "i"  # pid_t is an int (include/uapi/asm-generic/posix_types.h __kernel_pid_t)
 
 
 class OwnerSource(enum.Enum):
@@ -184,64 +182,52 @@ def _merged(mine: array[int], inodes: Iterable[int]) -> Iterator[int]:
 def socket_holders(procfs: ProcFS, inodes: Iterable[int], *, first_holder: bool = False) -> Holders:
     """Return who holds each wanted socket inode (forked children share sockets).
 
-    The walk (fdwalk.socket_descriptors) runs inline, then is matched. With
-    ``first_holder`` each socket gets one holder: only for callers that do
-    not name every holder (the audit's outputs do).
+    Every process's descriptors are read, whoever owns the process: a socket's
+    uid says who created it, not who holds it now (nginx workers hold sockets
+    root created). Each readlink goes through a directory descriptor, so it
+    resolves one path component instead of four. With ``first_holder`` the
+    walk stops once every inode has a holder: only for callers that do not
+    name every holder (the audit's outputs do, so it reads everything).
     """
     holders = Holders(inodes)
-    if holders.wanted:
-        fill_holders(holders, socket_descriptors(procfs), first_holder)
+    _walk_descriptors(procfs, holders, first_holder)
     return holders
 
 
-def fill_holders(holders: Holders, walked: SocketDescriptors, first_holder: bool = False) -> None:
-    """Add each walked descriptor of a wanted inode to ``holders``, in walk order.
-
-    So the first holder of a socket is the first process the walk met holding
-    it. Each descriptor is looked up with ``index`` (the bitmap answers most
-    misses): a set of the wanted inodes would pick them out faster but costs
-    2.7 MiB of peak RSS at 31,000 CLOSE_WAIT sockets (measured).
-    """
-    inodes, pids = walked.inodes, walked.pids
+def _walk_descriptors(procfs: ProcFS, holders: Holders, first_holder: bool) -> None:
+    """Fill ``holders`` from every /proc/PID/fd link (see socket_holders)."""
     missing = holders.wanted  # inodes still without a holder
-    index, add = holders.index, holders.add
-    for position, pid in zip(map(index, inodes), pids, strict=True):
-        if position >= 0 and add(position, pid):
-            missing -= 1
-            if first_holder and not missing:
-                return  # every wanted socket has a holder
-
-
-def start_walk_ahead(
-    procfs: ProcFS,
-    wanted: bool,
-    source: OwnerSource,
-    min_sockets: int = WALK_AHEAD_MIN_SOCKETS,
-) -> WalkAhead | None:
-    """Start the descriptor walk before the socket dump when the owners will come from it.
-
-    Only when owners and details are ``wanted`` on the live /proc, sockstat
-    counts at least ``min_sockets`` TCP sockets in use (an idle audit starts
-    no thread), and BPF will not be used: ``source`` PROCFS, or AUTO in a
-    process whose CapEff lacks what the task_file program needs (the check
-    ownersbpf.read_matches makes first). Otherwise None.
-    """
-    if not wanted or source is OwnerSource.BPF or procfs.root != LIVE_PROC:
-        return None
-    from tcptune.inspect.statecounts import sockets_in_use
-
-    if sockets_in_use(procfs, time_wait=False) < min_sockets:
-        return None
-    if source is OwnerSource.AUTO:
-        from tcptune.inspect.ownersbpf import missing_capability
-
+    if not missing:
+        return
+    proc = str(procfs.root)
+    try:
+        pids = [entry for entry in os.listdir(proc) if entry.isdigit()]
+    except OSError:
+        return
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+    readlink, index, add = os.readlink, holders.index, holders.add
+    for pid in pids:
         try:
-            status = procfs.read_text("self/status")
-        except ProcReadError:
-            status = ""
-        if not missing_capability(status):
-            return None  # BPF may run: its matched pass after the dump answers
-    return WalkAhead(procfs)
+            fd_dir = os.open(f"{proc}/{pid}/fd", flags)
+        except OSError:  # exited, or not ours to read
+            continue
+        number = int(pid)
+        try:
+            for name in os.listdir(fd_dir):
+                try:
+                    link = readlink(name, dir_fd=fd_dir)
+                except OSError:
+                    continue
+                if link[:8] == "socket:[":
+                    position = index(int(link[8:-1]))
+                    if position >= 0 and add(position, number):
+                        missing -= 1
+        except (OSError, ValueError):
+            continue
+        finally:
+            os.close(fd_dir)
+        if first_holder and not missing:
+            break  # every wanted socket has a holder
 
 
 def describe_processes(procfs: ProcFS, pids: Iterable[int]) -> Mapping[int, Owner]:
@@ -306,15 +292,12 @@ def look_up_owners(
     *,
     source: OwnerSource = OwnerSource.AUTO,
     seams: BpfSeams | None = None,
-    walked: WalkAhead | None = None,
 ) -> SocketOwners:
     """Return who holds each of ``inodes``, with name and user of every holder found.
 
     BPF is tried on the live /proc unless ``source`` is PROCFS: the wanted
     inodes are matched in the kernel (ownersbpf.read_matches); why it was
     not used is kept in the result (``bpf_unavailable``, ``bpf_detail``).
-    The procfs answer comes from ``walked`` (start_walk_ahead's, run during
-    the socket dump) when given, else from the walk read here.
     """
     started = time.perf_counter()
     holders = Holders(inodes)
@@ -333,8 +316,8 @@ def look_up_owners(
             used = ownersbpf.SOURCE
         except ownersbpf.OwnersBpfUnavailable as exc:
             why, detail = f"owners via procfs: {exc.reason}", exc.detail
-    if used == PROCFS_SOURCE and holders.wanted:
-        fill_holders(holders, walked.result() if walked else socket_descriptors(procfs))
+    if used == PROCFS_SOURCE:
+        _walk_descriptors(procfs, holders, first_holder=False)
     pids = holders.pids()
     processes = describe_processes(procfs, pids) if pids else {}
     cost = time.perf_counter() - started

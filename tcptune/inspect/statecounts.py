@@ -125,7 +125,7 @@ def read_sockets(
         and source is SocketSource.AUTO
         and want_details
         and bpf_seams is not None
-        and sockets_in_use(procfs) >= bpf_min_sockets
+        and _sockets_in_use(procfs) >= bpf_min_sockets
     ):
         walked, reason = _read_sockets_bpf(
             procfs, want_details, problems, socket_inodes, bpf_seams, bpf_build
@@ -160,17 +160,13 @@ def read_sockets(
     )
 
 
-def sockets_in_use(procfs: ProcFS, *, time_wait: bool = True) -> int:
-    """Return sockstat's TCP sockets (inuse, + tw with ``time_wait``; 0 if unreadable).
-
-    Whether BPF (inuse + tw) or the descriptor walk ahead (inuse: TIME_WAIT
-    holds no descriptor) may pay off.
-    """
+def _sockets_in_use(procfs: ProcFS) -> int:
+    """Return sockstat's TCP sockets (inuse + tw; 0 if unreadable): whether BPF may pay off."""
     from tcptune.inspect.counters import parse_sockstat
 
     try:
         tcp = parse_sockstat(procfs.read_text("net/sockstat"), "sockstat")["TCP"]
-        return tcp["inuse"] + (tcp.get("tw", 0) if time_wait else 0)
+        return tcp["inuse"] + tcp.get("tw", 0)
     except (ProcReadError, KeyError, ValueError):
         return 0
 
