@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tcptune.inspect.bpf import asm, fileiter, syscall
-from tcptune.inspect.bpf.btf import ENUM, Btf, BtfError, load_btf
+from tcptune.inspect.bpf.btf import ENUM, Btf, BtfError, context_offset, load_btf
 from tcptune.inspect.bpf.loader import IterProgram, Read, build, layout
 
 SPEC = IterProgram(
@@ -151,3 +151,11 @@ def test_uapi_constants_match_the_running_kernels_btf() -> None:
     assert btf.path("sock_common", "skc_num").size == 2
     with pytest.raises(BtfError, match="no member 'nonesuch' in struct sock_common"):
         btf.path("sock_common", "nonesuch")
+
+
+def test_an_iterator_argument_s_context_offset_is_its_position_times_eight() -> None:
+    # bpf_iter_tcp(meta, sk_common, uid): btf_ctx_access gives each argument 8 bytes.
+    params = ["meta", "sk_common", "uid"]
+    assert [context_offset(params, "bpf_iter_tcp", name) for name in params] == [0, 8, 16]
+    with pytest.raises(BtfError, match="bpf_iter_tcp has no argument 'task'"):
+        context_offset(params, "bpf_iter_tcp", "task")

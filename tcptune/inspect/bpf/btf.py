@@ -252,6 +252,17 @@ _KIND_NAMES = {STRUCT: "struct", UNION: "union", ENUM: "enum", FUNC: "function"}
 _KIND_NAMES.update({TYPEDEF: "typedef", ENUM64: "enum64"})
 
 
+def context_offset(params: list[str], iterator: str, name: str) -> int:
+    """Return where the iterator argument ``name`` sits in a program's context.
+
+    Each argument takes 8 bytes of the context (btf_ctx_access); ``params``
+    are the bpf_iter_<target> function's (Btf.func_params).
+    """
+    if name not in params:
+        raise BtfError(f"{iterator} has no argument {name!r}")
+    return params.index(name) * 8
+
+
 def load_btf(path: Path = VMLINUX_BTF) -> Btf:
     """Read and index a BTF file, raising BtfError if it is absent or malformed."""
     try:

@@ -21,7 +21,7 @@ from typing import Any
 
 from tcptune.inspect.bpf import asm
 from tcptune.inspect.bpf.asm import R0, R1, R2, R6, R7, R10
-from tcptune.inspect.bpf.btf import Btf, BtfError
+from tcptune.inspect.bpf.btf import Btf, BtfError, context_offset
 
 ITERATOR = "bpf_iter_task_file"
 HELPER = "BPF_FUNC_sock_from_file"
@@ -71,10 +71,10 @@ def resolve(btf: Btf) -> dict[str, Any]:
         raise BtfError(f"i_ino is a {ino.size}-byte member; 4 or 8 expected")
     return {
         "attach_btf_id": attach,
-        "meta_offset": _arg(params, "meta"),
+        "meta_offset": context_offset(params, ITERATOR, "meta"),
         "seq_offset": btf.path("bpf_iter_meta", "seq").offset,
-        "task_offset": _arg(params, "task"),
-        "file_offset": _arg(params, "file"),
+        "task_offset": context_offset(params, ITERATOR, "task"),
+        "file_offset": context_offset(params, ITERATOR, "file"),
         "tgid_offset": tgid.offset,
         "socket_file": socket_file.offset,
         "file_inode": inode.offset,
@@ -84,13 +84,6 @@ def resolve(btf: Btf) -> dict[str, Any]:
         "map_lookup": btf.enumerator("bpf_func_id", "BPF_FUNC_map_lookup_elem"),
         "seq_write": btf.enumerator("bpf_func_id", "BPF_FUNC_seq_write"),
     }
-
-
-def _arg(params: list[str], name: str) -> int:
-    """Return the context offset of an iterator argument: each takes 8 bytes (btf_ctx_access)."""
-    if name not in params:
-        raise BtfError(f"{ITERATOR} has no argument {name!r}")
-    return params.index(name) * 8
 
 
 def program_spec(resolved: Mapping[str, Any], map_fd: int = -1) -> OwnersProgram:

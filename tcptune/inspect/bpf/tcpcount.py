@@ -22,7 +22,7 @@ from typing import Any
 
 from tcptune.inspect.bpf import asm
 from tcptune.inspect.bpf.asm import R0, R1, R2, R3, R6, R7, R8, R9, R10
-from tcptune.inspect.bpf.btf import Btf, BtfError
+from tcptune.inspect.bpf.btf import Btf, BtfError, context_offset
 from tcptune.model.tcpstates import TcpState
 
 ITERATOR = "bpf_iter_tcp"
@@ -47,14 +47,10 @@ def resolve(btf: Btf) -> dict[str, Any]:
         attach, params = btf.func_params(ITERATOR)
     except BtfError as exc:
         raise BtfError(f"this kernel has no TCP socket iterator ({exc})") from exc
-    for name in ("meta", "sk_common"):
-        if name not in params:
-            raise BtfError(f"{ITERATOR} has no argument {name!r}")
     return {
         "attach_btf_id": attach,
-        # each iterator argument takes 8 bytes of the context (btf_ctx_access)
-        "meta_offset": params.index("meta") * 8,
-        "object_offset": params.index("sk_common") * 8,
+        "meta_offset": context_offset(params, ITERATOR, "meta"),
+        "object_offset": context_offset(params, ITERATOR, "sk_common"),
         "seq_offset": btf.path("bpf_iter_meta", "seq").offset,
         "state_offset": btf.path("sock_common", "skc_state").offset,
         "family_offset": btf.path("sock_common", "skc_family").offset,

@@ -48,7 +48,7 @@ from typing import Any
 
 from tcptune.inspect.bpf import asm
 from tcptune.inspect.bpf.asm import R0, R1, R2, R6, R7, R8, R9, R10, Label
-from tcptune.inspect.bpf.btf import Btf, BtfError
+from tcptune.inspect.bpf.btf import Btf, BtfError, context_offset
 from tcptune.model.tcpstates import TcpState
 
 ITERATOR = "bpf_iter_tcp"
@@ -97,15 +97,11 @@ def resolve(btf: Btf) -> dict[str, Any]:
         attach, params = btf.func_params(ITERATOR)
     except BtfError as exc:
         raise BtfError(f"this kernel has no TCP socket iterator ({exc})") from exc
-    for name in ("meta", "sk_common", "uid"):
-        if name not in params:
-            raise BtfError(f"{ITERATOR} has no argument {name!r}")
     resolved: dict[str, Any] = {
         "attach_btf_id": attach,
-        # each iterator argument takes 8 bytes of the context (btf_ctx_access)
-        "meta_offset": params.index("meta") * 8,
-        "object_offset": params.index("sk_common") * 8,
-        "uid_offset": params.index("uid") * 8,
+        "meta_offset": context_offset(params, ITERATOR, "meta"),
+        "object_offset": context_offset(params, ITERATOR, "sk_common"),
+        "uid_offset": context_offset(params, ITERATOR, "uid"),
         "seq_offset": btf.path("bpf_iter_meta", "seq").offset,
     }
     for name, (struct_name, path) in MEMBERS.items():

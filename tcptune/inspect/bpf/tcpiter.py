@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tcptune.inspect.bpf import loader
-from tcptune.inspect.bpf.btf import Btf, BtfError
+from tcptune.inspect.bpf.btf import Btf, BtfError, context_offset
 from tcptune.inspect.bpf.loader import IterProgram
 
 SOCK = "inet_conn.icsk_inet.sk."
@@ -86,13 +86,20 @@ def resolve(btf: Btf, wanted: Sequence[Wanted] = TCP_WANTED) -> dict[str, Any]:
             bits[item.name] = [field.bit_shift, field.bits]
         if btf.is_signed(field.type_id):
             signed.append(item.name)
-    reads.append({"name": "uid", "from_ctx": True, "pointers": [], "offset": _arg(params, "uid")})
+    reads.append(
+        {
+            "name": "uid",
+            "from_ctx": True,
+            "pointers": [],
+            "offset": context_offset(params, ITERATOR, "uid"),
+        }
+    )
     reads[-1].update(size=4, pieces=1)
     return {
         "attach_btf_id": attach,
-        "meta_offset": _arg(params, "meta"),
+        "meta_offset": context_offset(params, ITERATOR, "meta"),
         "seq_offset": meta.offset,
-        "object_offset": _arg(params, "sk_common"),
+        "object_offset": context_offset(params, ITERATOR, "sk_common"),
         "seq_write": btf.enumerator("bpf_func_id", "BPF_FUNC_seq_write"),
         "convert": btf.enumerator("bpf_func_id", "BPF_FUNC_skc_to_tcp_sock"),
         "clock": btf.enumerator("bpf_func_id", "BPF_FUNC_jiffies64"),
@@ -102,13 +109,6 @@ def resolve(btf: Btf, wanted: Sequence[Wanted] = TCP_WANTED) -> dict[str, Any]:
         "keepopen": btf.enumerator("sock_flags", "SOCK_KEEPOPEN"),
         "linger": btf.enumerator("sock_flags", "SOCK_LINGER"),
     }
-
-
-def _arg(params: list[str], name: str) -> int:
-    """Return the context offset of an iterator argument: each takes 8 bytes (btf_ctx_access)."""
-    if name not in params:
-        raise BtfError(f"{ITERATOR} has no argument {name!r}")
-    return params.index(name) * 8
 
 
 def _resolve_one(btf: Btf, item: Wanted) -> tuple[dict[str, Any], Any]:
