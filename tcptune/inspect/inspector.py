@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from tcptune.inspect.counters import read_counters
-from tcptune.inspect.owners import PROCFS_SOURCE, OwnerSource, look_up_owners
+from tcptune.inspect.owners import OwnerSource, look_up_owners
 from tcptune.inspect.procfs import ProcFS, ProcReadError, describe_os_error
 from tcptune.inspect.statecounts import (
     BPF_DUMP_MIN_SOCKETS,
@@ -310,8 +310,9 @@ def inspect(
             source=owners_source,
             seams=owner_seams,
         )
-        if owners_source is OwnerSource.BPF and found.source == PROCFS_SOURCE:
-            problems.append(Problem("socket owners (BPF task_file)", found.bpf_unavailable or ""))
+        # bpf_unavailable is None when no socket needed an owner: nothing is missing then
+        if owners_source is OwnerSource.BPF and found.bpf_unavailable is not None:
+            problems.append(Problem("socket owners (BPF task_file)", found.bpf_unavailable))
     sockopts = None
     if options is not None:
         live = sockets.all_sockets - sockets.total(TcpState.TIME_WAIT) if sockets else 0

@@ -70,6 +70,15 @@ def test_root_uses_bpf_and_procfs_names_the_same_owners(lab: SocketLab) -> None:
     assert none["owners"] is None
 
 
+def test_bpf_owners_asked_where_no_socket_needs_one_is_a_complete_audit(lab: SocketLab) -> None:
+    # No CLOSE_WAIT socket, no shared listener: there is no owner to look up, so an
+    # --owners-source bpf monitoring run on a quiet host is not "incomplete" (exit 3).
+    code, document, err = audit("--owners-source", "bpf")
+    assert code != ExitStatus.INCOMPLETE, err
+    assert document["problems"] == []
+    assert document["owners"]["bpf_unavailable"] is None
+
+
 def test_an_ordinary_user_falls_back_to_procfs_and_still_finds_its_own(lab: SocketLab) -> None:
     holder = subprocess.Popen(
         [*UNPRIVILEGED, sys.executable, "-c", HOLDER],
