@@ -8,6 +8,7 @@ import inspect
 import pickle
 from collections.abc import Callable
 from dataclasses import FrozenInstanceError, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -192,3 +193,14 @@ def test_fields_it_cannot_take_are_refused() -> None:
     for cls in (Later, Undocumented):
         with pytest.raises(TypeError):
             record(cls)
+
+
+def test_tcptune_declares_its_records_with_record() -> None:
+    """A plain @dataclass would bring back its exec()s at import: every record uses `record`."""
+    package = Path(__file__).resolve().parents[2] / "tcptune"
+    plain = [
+        str(path.relative_to(package))
+        for path in sorted(package.rglob("*.py"))
+        if path.name != "record.py" and "@dataclass" in path.read_text(encoding="utf-8")
+    ]
+    assert plain == []
