@@ -37,29 +37,29 @@ def summarize(ev: Evidence) -> CloseWaitSummary | None:
         groups = [(NO_PROCESS, (), None)]  # None: the whole column
     elif held.unheld:
         groups.append((NO_PROCESS, (), held.unheld))
+    oldest, buckets = max(acks), bucket_counts_ms(acks)
     processes = []
     for name, pids, indices in groups:
-        if indices is None:
-            ack_ms, data_ms = acks, data
+        if indices is None:  # the whole column: its oldest and buckets are the overall ones
+            ack_ms, data_ms, group_oldest, group_buckets = acks, data, oldest, buckets
         else:
             ack_ms, data_ms = take(acks, indices), take(data, indices)
-        oldest = max(ack_ms)
+            group_oldest, group_buckets = max(ack_ms), bucket_counts_ms(ack_ms)
         processes.append(
             ProcessAges(
                 name,
                 pids,
                 len(ack_ms),
-                oldest / 1000,
-                max(oldest, max(data_ms)) / 1000,
-                bucket_counts_ms(ack_ms),
+                group_oldest / 1000,
+                max(group_oldest, max(data_ms)) / 1000,
+                group_buckets,
             )
         )
     processes.sort(key=lambda p: (-p.oldest_seconds, p.name))
-    oldest = max(acks)
     return CloseWaitSummary(
         sockets=len(found),
         oldest_seconds=oldest / 1000,
-        buckets=bucket_counts_ms(acks),
+        buckets=buckets,
         processes=tuple(processes[:TOP_PROCESSES]),
         other_processes=max(len(processes) - TOP_PROCESSES, 0),
     )
