@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tcptune.apply import sysctld
@@ -41,14 +41,13 @@ from tcptune.inspect.nsidentity import (
     describe_namespace,
 )
 from tcptune.inspect.procfs import ProcFS, describe_os_error
-from tcptune.model.record import record
 from tcptune.model.sysctls import KNOWN_SYSCTLS
 from tcptune.profiles.model import Profile
 
 DEFAULT_LOCK_TIMEOUT = 5.0
 
 
-@record
+@dataclass(frozen=True)
 class Environment:
     """Everything an apply or rollback touches, passed in so tests can point it elsewhere."""
 
@@ -67,7 +66,7 @@ class Environment:
     allow_unlisted: bool = False  # --allow-unlisted: keys outside the catalogue, scope shown
 
 
-@record
+@dataclass(frozen=True)
 class ApplyResult:
     """What an apply did: the plan carried out, the record saved, the drop-in written."""
 
@@ -156,8 +155,8 @@ def _last_written(env: Environment, path: Path) -> str | None:
         stack = env.store.undo_stack()
     except PermissionDeniedError:  # a dry run as an ordinary user: attribution unknown
         return None
-    for applied in reversed(stack):
-        backup = applied.dropin
+    for record in reversed(stack):
+        backup = record.dropin
         if backup is not None and Path(backup.path).absolute() == path.absolute():
             return backup.written
     return None

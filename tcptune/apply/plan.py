@@ -8,12 +8,11 @@ plan's CHANGE items under its lock; verify reads the same plan as drift.
 from __future__ import annotations
 
 import enum
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from tcptune.exitcodes import BadInputError, ExitStatus, TcptuneError, UnavailableError
 from tcptune.inspect.inspector import inspect_settings
 from tcptune.inspect.procfs import ProcFS
-from tcptune.model.record import record
 from tcptune.model.snapshot import Context, ReadStatus, Snapshot
 from tcptune.model.sysctls import GLOBAL_BEHIND_NAMESPACE, KNOWN_SYSCTLS, SysctlSpec
 from tcptune.model.values import SysctlValue, format_value
@@ -35,7 +34,7 @@ class Action(enum.Enum):
     BLOCKED = "blocked"  # stops the whole apply before any write
 
 
-@record
+@dataclass(frozen=True)
 class PlanItem:
     """One profile target against the live kernel."""
 
@@ -60,7 +59,7 @@ class PlanItem:
         return format_value(self.desired)
 
 
-@record
+@dataclass(frozen=True)
 class Plan:
     """Every target of a profile against this kernel, in profile order."""
 

@@ -49,7 +49,10 @@ def report_owners(owners: Any) -> None:
     if owners is not None and debug_requested():
         why = f" ({owners.bpf_detail})" if owners.bpf_detail else ""
         cost = owners.cost_seconds * 1000
-        click.echo(f"tcptune: debug: owners via {owners.source}{why}, {cost:.0f} ms", err=True)
+        ahead = ", walked ahead in a forked child" if owners.walked_ahead else ""
+        click.echo(
+            f"tcptune: debug: owners via {owners.source}{why}{ahead}, {cost:.0f} ms", err=True
+        )
 
 
 # TcpState names a socket with options can be in (TIME_WAIT has none)

@@ -10,7 +10,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from tcptune.inspect.counters import read_counters
-from tcptune.inspect.owners import OwnerSource, look_up_owners
+from tcptune.inspect.owners import OwnerSource, WalkAhead, look_up_owners
+from tcptune.inspect.owners import walk_ahead as start_walk_ahead
 from tcptune.inspect.procfs import ProcFS, ProcReadError, describe_os_error
 from tcptune.inspect.statecounts import (
     BPF_DUMP_MIN_SOCKETS,
@@ -270,6 +271,7 @@ def inspect(
     counter: BpfCounter | None = None,
     socket_seams: BpfSeams | None = None,
     bpf_min_sockets: int = BPF_DUMP_MIN_SOCKETS,
+    walk_ahead: WalkAhead = start_walk_ahead,
 ) -> Snapshot:
     """Read settings, socket states and counters into a Snapshot; never raises for bad files.
 
@@ -284,35 +286,44 @@ def inspect(
     ``options_required``, which also reads them above ``options_max_sockets``;
     ``counter`` counts the states in the kernel when no details are wanted;
     ``socket_seams`` lets details come from one BPF walk (``source`` AUTO, at
-    least ``bpf_min_sockets`` sockets; or ``source`` BPF).
+    least ``bpf_min_sockets`` sockets; or ``source`` BPF). ``walk_ahead``
+    may start the owners' /proc walk in a forked child before the dump
+    (owners.walk_ahead decides: procfs certain to answer, enough sockets);
+    it is always reaped before this returns.
     """
     procfs = procfs or ProcFS(LIVE_PROC)
     context = read_context(procfs, netns_name)
     sysctls, others, auxiliary = read_settings(procfs, context, extra)
     problems = _sysctl_problems(procfs, sysctls)
-    sockets = read_sockets(
-        procfs,
-        source,
-        details,
-        problems,
-        netlink,
-        socket_inodes=owners,
-        counter=counter,
-        bpf_seams=socket_seams,
-        bpf_min_sockets=bpf_min_sockets,
-    )
-    counters = read_counters(procfs, problems)
-    found = None
-    if owners and sockets is not None and sockets.details is not None:
-        found = look_up_owners(
+    ahead = walk_ahead(procfs, owners_source) if owners and details else None
+    try:
+        sockets = read_sockets(
             procfs,
-            sockets.details.owner_inodes(),
-            source=owners_source,
-            seams=owner_seams,
+            source,
+            details,
+            problems,
+            netlink,
+            socket_inodes=owners,
+            counter=counter,
+            bpf_seams=socket_seams,
+            bpf_min_sockets=bpf_min_sockets,
         )
-        # bpf_unavailable is None when no socket needed an owner: nothing is missing then
-        if owners_source is OwnerSource.BPF and found.bpf_unavailable is not None:
-            problems.append(Problem("socket owners (BPF task_file)", found.bpf_unavailable))
+        counters = read_counters(procfs, problems)
+        found = None
+        if owners and sockets is not None and sockets.details is not None:
+            found = look_up_owners(
+                procfs,
+                sockets.details.owner_inodes(),
+                source=owners_source,
+                seams=owner_seams,
+                walked=ahead,
+            )
+            # bpf_unavailable is None when no socket needed an owner: nothing is missing then
+            if owners_source is OwnerSource.BPF and found.bpf_unavailable is not None:
+                problems.append(Problem("socket owners (BPF task_file)", found.bpf_unavailable))
+    finally:
+        if ahead is not None:
+            ahead.close()  # used above, or not needed after all: reaped, no child outlives this
     sockopts = None
     if options is not None:
         live = sockets.all_sockets - sockets.total(TcpState.TIME_WAIT) if sockets else 0

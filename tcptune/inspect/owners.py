@@ -14,18 +14,19 @@ the answer to the wanted sockets.
 from __future__ import annotations
 
 import enum
-import os
 import pwd
 import time
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from operator import ge, gt
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tcptune.inspect.fdwalk import PID_CODE, ForkedWalk, SocketDescriptors, socket_inodes
 from tcptune.inspect.procfs import ProcFS, ProcReadError
+from tcptune.inspect.statecounts import sockets_in_use
 from tcptune.model.snapshot import Owner, SocketOwners
 
 if TYPE_CHECKING:
@@ -35,7 +36,11 @@ _FILTER_BITS = 1 << 20  # a 128 KiB bitmap in front of the sorted inodes
 LIVE_PROC = Path("/proc")
 COMM_CUT = 15  # include/linux/sched.h TASK_COMM_LEN 16, with the NUL
 PROCFS_SOURCE = "procfs"  # the owners source when /proc/PID/fd links were read
-PID_CODE = "i"  # pid_t is an int (include/uapi/asm-generic/posix_types.h __kernel_pid_t)
+# Below this many TCP sockets in use (sockstat inuse) the descriptor walk runs
+# after the socket dump, not ahead in a forked child: a fork (page tables, the
+# parent's copy-on-write faults during the dump) costs more than a small dump
+# and walk overlapped can save (README "Performance").
+WALK_AHEAD_MIN_SOCKETS = 2000
 
 
 class OwnerSource(enum.Enum):
@@ -182,12 +187,10 @@ def _merged(mine: array[int], inodes: Iterable[int]) -> Iterator[int]:
 def socket_holders(procfs: ProcFS, inodes: Iterable[int], *, first_holder: bool = False) -> Holders:
     """Return who holds each wanted socket inode (forked children share sockets).
 
-    Every process's descriptors are read, whoever owns the process: a socket's
-    uid says who created it, not who holds it now (nginx workers hold sockets
-    root created). Each readlink goes through a directory descriptor, so it
-    resolves one path component instead of four. With ``first_holder`` the
-    walk stops once every inode has a holder: only for callers that do not
-    name every holder (the audit's outputs do, so it reads everything).
+    The walk is fdwalk.socket_inodes, matched as it goes. With
+    ``first_holder`` it stops once every inode has a holder: only for
+    callers that do not name every holder (the audit's outputs do, so it
+    reads everything).
     """
     holders = Holders(inodes)
     _walk_descriptors(procfs, holders, first_holder)
@@ -199,35 +202,27 @@ def _walk_descriptors(procfs: ProcFS, holders: Holders, first_holder: bool) -> N
     missing = holders.wanted  # inodes still without a holder
     if not missing:
         return
-    proc = str(procfs.root)
-    try:
-        pids = [entry for entry in os.listdir(proc) if entry.isdigit()]
-    except OSError:
-        return
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-    readlink, index, add = os.readlink, holders.index, holders.add
-    for pid in pids:
-        try:
-            fd_dir = os.open(f"{proc}/{pid}/fd", flags)
-        except OSError:  # exited, or not ours to read
-            continue
-        number = int(pid)
-        try:
-            for name in os.listdir(fd_dir):
-                try:
-                    link = readlink(name, dir_fd=fd_dir)
-                except OSError:
-                    continue
-                if link[:8] == "socket:[":
-                    position = index(int(link[8:-1]))
-                    if position >= 0 and add(position, number):
-                        missing -= 1
-        except (OSError, ValueError):
-            continue
-        finally:
-            os.close(fd_dir)
+    index, add = holders.index, holders.add
+    for pid, inodes in socket_inodes(procfs):
+        for position in map(index, inodes):
+            if position >= 0 and add(position, pid):
+                missing -= 1
         if first_holder and not missing:
             break  # every wanted socket has a holder
+
+
+def _fill_holders(holders: Holders, walked: SocketDescriptors) -> None:
+    """Add each walked descriptor of a wanted inode to ``holders``, in walk order.
+
+    So the first holder of a socket is the first process the walk met holding
+    it, as in ``_walk_descriptors``. Each is looked up with ``index`` (the
+    bitmap answers most misses; a set of the wanted inodes would cost
+    megabytes at 30,000 CLOSE_WAIT sockets).
+    """
+    add = holders.add
+    for position, pid in zip(map(holders.index, walked.inodes), walked.pids, strict=True):
+        if position >= 0:
+            add(position, pid)
 
 
 def describe_processes(procfs: ProcFS, pids: Iterable[int]) -> Mapping[int, Owner]:
@@ -286,27 +281,72 @@ def _full_name(procfs: ProcFS, pid: int, comm: str) -> str:
     return full if full.startswith(comm) else comm
 
 
+def _bpf_not_tried(procfs: ProcFS, source: OwnerSource) -> str | None:
+    """Return why the BPF lookup is not tried at all for ``source``, or None (it is tried)."""
+    if source is OwnerSource.PROCFS:
+        return "not tried (--owners-source procfs)"
+    if procfs.root != LIVE_PROC:
+        return f"{procfs.root} is not the live /proc"
+    return None
+
+
+WalkAhead = Callable[[ProcFS, OwnerSource], "ForkedWalk | None"]  # inspect()'s seam
+
+
+def walk_ahead(
+    procfs: ProcFS,
+    source: OwnerSource,
+    *,
+    min_sockets: int = WALK_AHEAD_MIN_SOCKETS,
+    start: Callable[[ProcFS], ForkedWalk | None] = ForkedWalk.start,
+) -> ForkedWalk | None:
+    """Start the descriptor walk in a forked child before the socket dump, when it pays.
+
+    Only when the owners will certainly come from procfs (BPF not tried for
+    ``source``, or AUTO in a process whose CapEff lacks what the task_file
+    program needs: the check ownersbpf.read_matches makes first) and
+    sockstat counts at least ``min_sockets`` TCP sockets in use (TIME_WAIT
+    holds no descriptor): on a small host the fork costs more than the walk.
+    ``start`` forks (ForkedWalk.start: None when it is not safe). The caller
+    hands the result to look_up_owners and always closes it.
+    """
+    bpf_tried = _bpf_not_tried(procfs, source) is None
+    if bpf_tried and source is not OwnerSource.AUTO:
+        return None  # BPF asked for: its pass after the dump answers
+    if sockets_in_use(procfs, time_wait=False) < min_sockets:
+        return None
+    if bpf_tried:  # AUTO on the live /proc
+        from tcptune.inspect.ownersbpf import missing_capability
+
+        try:
+            status = procfs.read_text("self/status")
+        except ProcReadError:
+            status = ""
+        if not missing_capability(status):
+            return None  # BPF may run: the walk would be wasted
+    return start(procfs)
+
+
 def look_up_owners(
     procfs: ProcFS,
     inodes: Iterable[int],
     *,
     source: OwnerSource = OwnerSource.AUTO,
     seams: BpfSeams | None = None,
+    walked: ForkedWalk | None = None,
 ) -> SocketOwners:
     """Return who holds each of ``inodes``, with name and user of every holder found.
 
     BPF is tried on the live /proc unless ``source`` is PROCFS: the wanted
     inodes are matched in the kernel (ownersbpf.read_matches); why it was
     not used is kept in the result (``bpf_unavailable``, ``bpf_detail``).
+    The procfs answer comes from ``walked`` (walk_ahead's child, run during
+    the socket dump) when it finished well, else from a walk here.
     """
     started = time.perf_counter()
     holders = Holders(inodes)
-    used, why, detail = PROCFS_SOURCE, None, None
-    if source is OwnerSource.PROCFS:
-        why = "not tried (--owners-source procfs)"
-    elif procfs.root != LIVE_PROC:
-        why = f"{procfs.root} is not the live /proc"
-    elif holders.wanted:
+    used, why, detail = PROCFS_SOURCE, _bpf_not_tried(procfs, source), None
+    if why is None and holders.wanted:
         from tcptune.inspect import ownersbpf
         from tcptune.inspect.bpf.seams import BpfSeams
 
@@ -316,9 +356,15 @@ def look_up_owners(
             used = ownersbpf.SOURCE
         except ownersbpf.OwnersBpfUnavailable as exc:
             why, detail = f"owners via procfs: {exc.reason}", exc.detail
-    if used == PROCFS_SOURCE:
-        _walk_descriptors(procfs, holders, first_holder=False)
+    ahead = False
+    if used == PROCFS_SOURCE and holders.wanted:
+        found = walked.result() if walked is not None else None
+        if found is not None:
+            _fill_holders(holders, found)
+            ahead = True
+        else:
+            _walk_descriptors(procfs, holders, first_holder=False)
     pids = holders.pids()
     processes = describe_processes(procfs, pids) if pids else {}
     cost = time.perf_counter() - started
-    return SocketOwners(holders, processes, used, why, detail or why, cost)
+    return SocketOwners(holders, processes, used, why, detail or why, cost, ahead)

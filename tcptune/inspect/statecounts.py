@@ -125,7 +125,7 @@ def read_sockets(
         and source is SocketSource.AUTO
         and want_details
         and bpf_seams is not None
-        and _sockets_in_use(procfs) >= bpf_min_sockets
+        and sockets_in_use(procfs) >= bpf_min_sockets
     ):
         walked, reason = _read_sockets_bpf(
             procfs, want_details, problems, socket_inodes, bpf_seams, bpf_build
@@ -160,13 +160,17 @@ def read_sockets(
     )
 
 
-def _sockets_in_use(procfs: ProcFS) -> int:
-    """Return sockstat's TCP sockets (inuse + tw; 0 if unreadable): whether BPF may pay off."""
+def sockets_in_use(procfs: ProcFS, *, time_wait: bool = True) -> int:
+    """Return sockstat's TCP sockets (inuse, + tw with ``time_wait``; 0 if unreadable).
+
+    Whether the BPF socket walk (inuse + tw) or the descriptor walk ahead
+    (inuse: TIME_WAIT holds no descriptor; owners.walk_ahead) may pay off.
+    """
     from tcptune.inspect.counters import parse_sockstat
 
     try:
         tcp = parse_sockstat(procfs.read_text("net/sockstat"), "sockstat")["TCP"]
-        return tcp["inuse"] + tcp.get("tw", 0)
+        return tcp["inuse"] + (tcp.get("tw", 0) if time_wait else 0)
     except (ProcReadError, KeyError, ValueError):
         return 0
 

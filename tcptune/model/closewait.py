@@ -12,9 +12,8 @@ from array import array
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import partial
-
-from tcptune.model.record import record
 
 # Upper bounds of the coarse age distribution, in seconds; the last is open.
 AGE_BUCKETS: tuple[tuple[str, float], ...] = (
@@ -27,7 +26,7 @@ AGE_BUCKETS: tuple[tuple[str, float], ...] = (
 WRAP_SECONDS = (1 << 32) / 1000  # 49.7 days
 
 
-@record
+@dataclass(frozen=True)
 class CloseWaitAges:
     """Every CLOSE_WAIT socket of one dump, in parallel columns.
 
@@ -65,7 +64,7 @@ def bucket_counts_ms(ages_ms: Iterable[float]) -> tuple[int, ...]:
     return tuple(found[index] for index in range(len(AGE_BUCKETS)))
 
 
-@record
+@dataclass(frozen=True)
 class ProcessAges:
     """One process name's CLOSE_WAIT sockets: how many, the oldest, the distribution."""
 
@@ -98,7 +97,7 @@ class ProcessAges:
         return float(self.last_hour)
 
 
-@record
+@dataclass(frozen=True)
 class CloseWaitSummary:
     """Every CLOSE_WAIT socket's age, overall and for the top processes (bounded)."""
 

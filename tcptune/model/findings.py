@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
-from dataclasses import field
+from dataclasses import dataclass, field
 
 from tcptune.exitcodes import ExitStatus
-from tcptune.model.record import record
 from tcptune.model.sysctls import short_name
 
 
@@ -24,7 +23,7 @@ class Severity(enum.IntEnum):
         return self.name.lower()
 
 
-@record
+@dataclass(frozen=True)
 class Finding:
     """One thing worth knowing: evidence, meaning, what to do, what it costs, sources."""
 

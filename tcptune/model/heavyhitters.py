@@ -14,10 +14,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
-
-from tcptune.model.record import record
 
 K = TypeVar("K", bound=Hashable)
 J = TypeVar("J", bound=Hashable)
@@ -117,7 +115,7 @@ def add_column(summary: HeavyHitters[int], column: memoryview[int], total: int) 
         summary.add_all(column, total)
 
 
-@record(eq=False)
+@dataclass(frozen=True, eq=False)
 class TopCounts(Mapping[K, int]):
     """The busiest keys of a stream: lower-bound counts, at most ``error`` below the truth.
 

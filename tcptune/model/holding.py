@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from heapq import merge
 from itertools import compress, repeat
 from operator import and_, lshift, or_
 from typing import Protocol, runtime_checkable
-
-from tcptune.model.record import record
 
 Aligned = tuple["array[int]", dict[int, tuple[int, ...]]]
 
@@ -91,7 +90,7 @@ def sort_order(column: array[int]) -> array[int]:
 FEW_PIDS = 16  # up to this many holders, each one's indices are picked out in C
 
 
-@record
+@dataclass(frozen=True)
 class HeldSockets:
     """For one socket column: the indices each PID holds, and those nobody holds."""
 

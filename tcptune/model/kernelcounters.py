@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
-
-from tcptune.model.record import record
 
 
 class Kind(enum.Enum):
@@ -34,7 +33,7 @@ class Scope(enum.Enum):
     HOST = "the whole host (every namespace)"
 
 
-@record
+@dataclass(frozen=True)
 class CounterDoc:
     """One kernel counter: where it is printed, what it counts, who counts it."""
 

@@ -6,11 +6,10 @@ import enum
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator, Mapping
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tcptune.model.heavyhitters import TopCounts
-from tcptune.model.record import record
 from tcptune.model.sysctls import SysctlSpec
 from tcptune.model.tcpstates import TcpState
 from tcptune.model.values import SysctlValue
@@ -29,7 +28,7 @@ class ReadStatus(enum.Enum):
     UNREADABLE = "unreadable"  # exists but reading or parsing failed
 
 
-@record
+@dataclass(frozen=True)
 class SysctlReading:
     """One sysctl as read from /proc/sys."""
 
@@ -46,7 +45,7 @@ class SysctlReading:
         return self.spec.name
 
 
-@record
+@dataclass(frozen=True)
 class Problem:
     """Something the inspection could not read; the report is incomplete."""
 
@@ -54,7 +53,7 @@ class Problem:
     message: str
 
 
-@record
+@dataclass(frozen=True)
 class Endpoint:
     """An address and port as text, e.g. ``127.0.0.1`` and ``8080``."""
 
@@ -66,7 +65,7 @@ class Endpoint:
         return f"{host}:{self.port}"
 
 
-@record
+@dataclass(frozen=True)
 class Listener:
     """A listening socket and its accept queue (inet_diag rqueue/wqueue for LISTEN)."""
 
@@ -122,7 +121,7 @@ class InodePorts(Mapping[int, int]):
         return self._ports
 
 
-@record
+@dataclass(frozen=True)
 class SocketDetails:
     """Per-socket facts the advisor needs, aggregated in the same pass as the counts.
 
@@ -174,7 +173,7 @@ class SocketDetails:
         return wanted[bisect_left(wanted, 1) :] if wanted and not wanted[0] else wanted
 
 
-@record
+@dataclass(frozen=True)
 class Owner:
     """A process holding sockets."""
 
@@ -183,7 +182,7 @@ class Owner:
     user: str
 
 
-@record
+@dataclass(frozen=True)
 class SocketOwners:
     """Which processes hold the sockets advice names, looked up while inspecting."""
 
@@ -193,9 +192,10 @@ class SocketOwners:
     bpf_unavailable: str | None = None  # why BPF was not used (None: it was, or nothing wanted)
     bpf_detail: str | None = None  # for --debug: the errno, the verifier's verdict
     cost_seconds: float = 0.0  # the lookup's wall time, process details included
+    walked_ahead: bool = False  # procfs: read in a child forked before the socket dump
 
 
-@record
+@dataclass(frozen=True)
 class SocketCounts:
     """The TCP state histogram, IPv4 and IPv6 apart."""
 
@@ -215,7 +215,7 @@ class SocketCounts:
         return sum(self.ipv4.values()) + sum(self.ipv6.values())
 
 
-@record
+@dataclass(frozen=True)
 class Counters:
     """Kernel counters, each table parsed by name, never by column position."""
 
@@ -224,7 +224,7 @@ class Counters:
     tcp_ext: Mapping[str, int] = field(default_factory=dict)  # /proc/net/netstat "TcpExt"
 
 
-@record
+@dataclass(frozen=True)
 class Context:
     """Where the snapshot was taken."""
 
@@ -235,7 +235,7 @@ class Context:
     hostname: str | None = None  # the UTS namespace's host name (/proc/sys/kernel/hostname)
 
 
-@record
+@dataclass(frozen=True)
 class Snapshot:
     """Everything one inspection read: settings, sockets, counters and what failed."""
 

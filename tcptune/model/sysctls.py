@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import field
+from dataclasses import dataclass, field
 from types import MappingProxyType
-
-from tcptune.model.record import record
 
 
 class Unit(enum.Enum):
@@ -37,7 +35,7 @@ class Scope(enum.Enum):
     HOST = "host-wide (initial network namespace only)"
 
 
-@record
+@dataclass(frozen=True)
 class SysctlSpec:
     """One known sysctl: how to read it, what range it takes, where it applies."""
 

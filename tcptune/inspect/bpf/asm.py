@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-
-from tcptune.model.record import record
+from dataclasses import dataclass
 
 _INSN = struct.Struct("<BBhi")
 
@@ -133,14 +132,14 @@ def program(parts: Sequence[bytes]) -> bytes:
     return b"".join(parts)
 
 
-@record
+@dataclass(frozen=True)
 class Label:
     """A place in an ``assemble`` listing that jumps name; it takes no instruction."""
 
     name: str
 
 
-@record
+@dataclass(frozen=True)
 class Jump:
     """A jump to a Label, its offset filled in by ``assemble``: ``goto`` or ``if reg OP imm``."""
 

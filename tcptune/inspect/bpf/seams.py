@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from tcptune.model.record import record
 
 if TYPE_CHECKING:
     from tcptune.inspect.bpf.fileiter import OwnersProgram
@@ -47,7 +45,7 @@ def owners_program(spec: OwnersProgram) -> bytes:
     return build(spec)
 
 
-@record
+@dataclass(frozen=True)
 class BpfSeams:
     """The BTF file, the layout cache, the bpf(2) caller, the options wanted, the builders.
 

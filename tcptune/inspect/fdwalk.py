@@ -1,0 +1,225 @@
+"""The /proc/PID/fd walk: each process's socket inodes, inline or ahead in a forked child.
+
+``socket_inodes`` is the one walk, and the one place that says what a
+socket descriptor is (a ``socket:[INODE]`` link): the sequential lookup
+(inspect/owners.py) matches it as it goes. ``ForkedWalk`` runs the same walk
+in a child forked before the socket dump, while the wanted inodes are not
+known yet, so the two kernel-bound phases overlap on two cores (a thread
+does not: each readlink retakes the GIL the dump's parsing holds). The
+child records every socket descriptor (inode and PID, 12 bytes each, in walk
+order) in a memfd and exits; after the dump the parent reads the records
+back, bounded and checked, or falls back to walking itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import signal
+import threading
+from array import array
+from collections.abc import Callable, Iterator
+from types import TracebackType
+
+from tcptune.inspect.procfs import ProcFS
+
+SOCKET_LINK = "socket:["  # fs/socket.c sockfs_dname(): "socket:[%lu]", the inode number
+PID_CODE = "i"  # pid_t is an int (include/uapi/asm-generic/posix_types.h __kernel_pid_t)
+INODE_CODE = "Q"  # unsigned long i_ino, 64 bits on every architecture tcptune runs on
+HEADER_BYTES = 8  # the record count, little-endian
+RECORD_BYTES = array(INODE_CODE).itemsize + array(PID_CODE).itemsize
+# fs.nr_open caps one process at 1,048,576 descriptors (fs/file.c sysctl_nr_open);
+# the records of 64 times that (768 MiB) are more than any walk writes.
+MAX_RECORDS = 1 << 26
+WALK_FAILED = 1  # the child's exit status when the walk raised
+NOT_OURS = -1  # no status: waitpid found no such child
+
+
+def socket_inodes(procfs: ProcFS, skip: int = 0) -> Iterator[tuple[int, array[int]]]:
+    """Yield (pid, its socket inodes in directory order) for each process under ``procfs``.
+
+    Every process's descriptors are read, whoever owns the process: a socket's
+    uid says who created it, not who holds it now (nginx workers hold sockets
+    root created). Each readlink goes through a directory descriptor, so it
+    resolves one path component instead of four. Processes that exited or
+    are not ours to read are left out, as is ``skip`` (a walker's own PID:
+    a forked child holds copies of its parent's descriptors).
+    """
+    proc = str(procfs.root)
+    try:
+        pids = [entry for entry in os.listdir(proc) if entry.isdigit()]
+    except OSError:
+        return
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+    readlink, prefix, cut = os.readlink, SOCKET_LINK, len(SOCKET_LINK)
+    for pid in pids:
+        number = int(pid)
+        if number == skip:
+            continue
+        try:
+            fd_dir = os.open(f"{proc}/{pid}/fd", flags)
+        except OSError:  # exited, or not ours to read
+            continue
+        inodes = array(INODE_CODE)
+        add = inodes.append
+        try:
+            names = os.listdir(fd_dir)
+            for name in names:
+                try:
+                    link = readlink(name, dir_fd=fd_dir)
+                    if link[:cut] == prefix:
+                        add(int(link[cut:-1]))
+                except (OSError, ValueError):  # closed meanwhile, or a tree's odd link
+                    continue
+        except OSError:
+            continue  # the process exited between open and listing
+        finally:
+            os.close(fd_dir)
+        if inodes:
+            yield number, inodes
+
+
+class SocketDescriptors:
+    """Every socket descriptor a walk met: parallel arrays, in walk order (PID by PID)."""
+
+    def __init__(self, inodes: array[int] | None = None, pids: array[int] | None = None) -> None:
+        self.inodes = inodes if inodes is not None else array(INODE_CODE)
+        self.pids = pids if pids is not None else array(PID_CODE)
+
+
+def socket_descriptors(procfs: ProcFS, skip: int = 0) -> SocketDescriptors:
+    """Return the whole walk (``socket_inodes``) as records."""
+    found = SocketDescriptors()
+    for pid, inodes in socket_inodes(procfs, skip):
+        found.inodes.extend(inodes)
+        found.pids.extend(array(PID_CODE, (pid,)) * len(inodes))
+    return found
+
+
+def write_descriptors(procfs: ProcFS, fd: int) -> None:
+    """Walk ``procfs`` (leaving this process out) and write the records to ``fd``.
+
+    The layout ``ForkedWalk.result`` reads: the count (8 bytes, little-endian),
+    the inodes, then the PIDs, in this machine's byte order.
+    """
+    found = socket_descriptors(procfs, skip=os.getpid())
+    for data in (len(found.inodes).to_bytes(HEADER_BYTES, "little"), found.inodes, found.pids):
+        view = memoryview(data).cast("B")
+        while view:
+            view = view[os.write(fd, view) :]
+
+
+ChildWalk = Callable[[ProcFS, int], None]  # what the child runs: walk, write to the descriptor
+
+
+class ForkedWalk:
+    """The walk in a forked child, started before the socket dump; always closed by its starter.
+
+    The child runs only ``walk`` and leaves with os._exit (no atexit handler,
+    no stdio flush, no parent code path). ``result`` waits for it and checks
+    what it wrote; ``close`` kills a child still running and reaps it, so no
+    zombie outlives the inspection, whatever the parent raised.
+    """
+
+    def __init__(self, pid: int, fd: int) -> None:
+        self._pid, self._fd = pid, fd
+        self._status: int | None = None  # waitpid's status once reaped
+        self._found: SocketDescriptors | None = None
+
+    @classmethod
+    def start(cls, procfs: ProcFS, walk: ChildWalk = write_descriptors) -> ForkedWalk | None:
+        """Fork the walker, or return None when forking is not safe or not possible.
+
+        Only from a process with no other Python thread alive (checked right
+        before the fork): a child of a threaded process may inherit a lock
+        another thread held, and never get it.
+        """
+        if threading.active_count() != 1:
+            return None
+        try:
+            fd = os.memfd_create("tcptune-fdwalk", os.MFD_CLOEXEC)
+        except OSError:
+            return None
+        # SIGINT stays blocked across the fork: until the child has dropped
+        # Python's handler, a Ctrl-C must not raise KeyboardInterrupt into
+        # the parent's code paths there.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            pid = os.fork()
+            if pid == 0:  # the child: the walk, then out, whatever happens
+                status = WALK_FAILED
+                try:
+                    gc.disable()  # no finalizer of a parent object runs here
+                    signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C just ends it
+                    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+                    walk(procfs, fd)
+                    status = 0
+                finally:
+                    os._exit(status)
+            return cls(pid, fd)
+        except OSError:  # fork failed: no child
+            os.close(fd)
+            return None
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+    @property
+    def pid(self) -> int:
+        """Return the child's PID."""
+        return self._pid
+
+    def result(self) -> SocketDescriptors | None:
+        """Wait for the child; return its records, or None if it failed (walk inline then).
+
+        A failure is any exit but status 0, a signal, or data whose size is
+        not exactly the header's count of records.
+        """
+        if self._status is None:
+            try:
+                self._status = os.waitpid(self._pid, 0)[1]
+            except ChildProcessError:  # reaped by someone else (SIGCHLD ignored): unknown
+                self._status = NOT_OURS
+            if self._status != NOT_OURS and os.waitstatus_to_exitcode(self._status) == 0:
+                self._found = self._read()
+        return self._found
+
+    def _read(self) -> SocketDescriptors | None:
+        try:
+            size = os.fstat(self._fd).st_size
+            count = int.from_bytes(os.pread(self._fd, HEADER_BYTES, 0), "little")
+            if size < HEADER_BYTES or count > MAX_RECORDS:
+                return None
+            if size != HEADER_BYTES + count * RECORD_BYTES:
+                return None
+            inodes = array(INODE_CODE, bytes(count * array(INODE_CODE).itemsize))
+            pids = array(PID_CODE, bytes(count * array(PID_CODE).itemsize))
+            if count and os.preadv(self._fd, [inodes, pids], HEADER_BYTES) != size - HEADER_BYTES:
+                return None
+        except OSError:
+            return None
+        return SocketDescriptors(inodes, pids)
+
+    def close(self) -> None:
+        """Kill the child if it still runs, reap it, free the records' memfd (idempotent)."""
+        if self._status is None:
+            with contextlib.suppress(ProcessLookupError):  # a zombie is still killable: unusual
+                os.kill(self._pid, signal.SIGKILL)
+            try:
+                self._status = os.waitpid(self._pid, 0)[1]
+            except ChildProcessError:
+                self._status = NOT_OURS
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> ForkedWalk:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
