@@ -46,7 +46,7 @@ QUEUED_CHUNKS = 2  # chunks read ahead of the parser: 256 KiB, whatever the sock
 _U32 = struct.Struct("=I")
 
 StateCounts = list[int]  # indexed by the state byte, 0-255 (as sockdiag.dump_counts)
-Build = Callable[[dict[str, Any]], bytes]
+Build = Callable[[dict[str, Any], bool], bytes]  # layout, owner inodes -> program
 
 
 class BpfDumpUnavailable(Exception):
@@ -68,8 +68,9 @@ def dump_details(
 ) -> tuple[StateCounts, StateCounts]:
     """Return (IPv4, IPv6) counts by state byte from one walk; ``details`` receives the rest.
 
-    ``details`` is a sockdiag.details_builder (raw keys); ``build`` is the seam
-    a test replaces with a program the verifier refuses.
+    ``details`` is a sockdiag.details_builder (raw keys); the CLOSE_WAIT
+    inodes are read only when it keeps them (for the owner lookup).
+    ``build`` is the seam a test replaces with a program the verifier refuses.
     """
     try:
         status = procfs.read_text("self/status")
@@ -87,7 +88,9 @@ def dump_details(
             tcpdetails.valid,
             seams.debug,
         )
-        attached = Attached(seams.bpf(), build(resolved), resolved["attach_btf_id"], PROGRAM_NAME)
+        owner_inodes = details is not None and details.keep_inodes
+        program = build(resolved, owner_inodes)
+        attached = Attached(seams.bpf(), program, resolved["attach_btf_id"], PROGRAM_NAME)
     except BtfError as exc:
         raise BpfDumpUnavailable(f"kernel BTF: {exc}") from exc
     except BpfError as exc:

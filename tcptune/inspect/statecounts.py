@@ -107,7 +107,7 @@ def read_sockets(
     counter: BpfCounter | None = None,
     bpf_seams: BpfSeams | None = None,
     bpf_min_sockets: int = BPF_DUMP_MIN_SOCKETS,
-    bpf_build: Callable[[dict[str, Any]], bytes] | None = None,
+    bpf_build: Callable[[dict[str, Any], bool], bytes] | None = None,
 ) -> SocketCounts | None:
     """Count TCP sockets by state from the chosen source, falling back from BPF, then netlink.
 
@@ -181,7 +181,7 @@ def _read_sockets_bpf(
     problems: list[Problem],
     socket_inodes: bool,
     seams: BpfSeams | None,
-    build: Callable[[dict[str, Any]], bytes] | None,
+    build: Callable[[dict[str, Any], bool], bytes] | None,
 ) -> tuple[SocketCounts | None, str]:
     """Count (and detail) the sockets with one BPF walk; (None, why) when it cannot."""
     if procfs.root != LIVE_PROC:

@@ -184,6 +184,8 @@ def test_each_record_holds_what_the_kernel_puts_in_the_sock_diag_message(
             )
         except BpfError as exc:
             skip_or_fail(f"the BPF walk cannot run here: {exc}")
+        program = tcpdetails.build(resolved, owner_inodes=False)
+        unowned = bytes(run(Bpf(), program, resolved["attach_btf_id"], b"t", 1 << 24))
         messages = _netlink_messages()
     size = tcpdetails.RECORD_SIZE
     records = [data[i : i + size] for i in range(0, len(data), size)]
@@ -195,6 +197,14 @@ def test_each_record_holds_what_the_kernel_puts_in_the_sock_diag_message(
     assert walked == dict(map(_fields, messages))
     timers = {fields[2] for fields in walked.values()}
     assert timers >= {0, 1, 2, 3}  # none, a request socket's, keepalive, TIME_WAIT
+    # Without owners the CLOSE_WAIT inodes are left 0, and nothing else changes.
+    without = dict(map(_fields, [unowned[i : i + size] for i in range(0, len(unowned), size)]))
+    close_wait = {key for key, fields in walked.items() if fields[1] == TcpState.CLOSE_WAIT}
+    assert len(close_wait) == EXPECTED["CLOSE_WAIT"]
+    assert {without[key][-1] for key in close_wait} == {0}
+    assert {walked[key][-1] for key in close_wait} != {0}  # held ones have inodes
+    blank = {key: (*walked[key][:-1], 0) for key in close_wait}
+    assert without == walked | blank
 
 
 def test_a_refused_program_falls_back_to_netlink_with_the_reason(
@@ -211,7 +221,7 @@ def test_a_refused_program_falls_back_to_netlink_with_the_reason(
         problems,
         bpf_seams=BpfSeams(cache_dir=tmp_path),
         bpf_min_sockets=0,
-        bpf_build=lambda _resolved: bad,
+        bpf_build=lambda _resolved, _inodes: bad,
     )
     assert found is not None and found.source == "netlink" and problems == []
     assert found.details is not None and found.details.close_wait == 2
@@ -219,7 +229,7 @@ def test_a_refused_program_falls_back_to_netlink_with_the_reason(
     assert note.startswith("BPF socket walk not used: the kernel's verifier refused the program")
     assert "R0 !read_ok" in note  # the verifier's own verdict
     with pytest.raises(BpfDumpUnavailable, match="verifier refused"):
-        dump_details(PROC, BpfSeams(), details_builder(), build=lambda _resolved: bad)
+        dump_details(PROC, BpfSeams(), details_builder(), build=lambda _resolved, _inodes: bad)
 
 
 def test_auto_walks_only_from_the_threshold_and_an_absent_walk_fails_source_bpf(
