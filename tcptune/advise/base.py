@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from tcptune.model.findings import Finding, Severity
 from tcptune.model.holding import HeldSockets, take
+from tcptune.model.record import record
 from tcptune.model.snapshot import InodePorts, Owner, Snapshot, SocketDetails
 from tcptune.model.tcpstates import TcpState
 from tcptune.model.values import SysctlValue
@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # profiles (and tomllib) load only when a profile is asked fo
     from tcptune.profiles.model import Profile
 
 
-@dataclass(frozen=True)
+@record
 class FindingDoc:
     """The fixed text of a finding ID: shown in findings and by `tcptune explain ID`."""
 
@@ -31,7 +31,7 @@ class FindingDoc:
     proven_by: tuple[str, ...] = ()  # claim ids in tcptune/reference/claims.py
 
 
-@dataclass(frozen=True)
+@record
 class OwnerCount:
     """A process and how many of the sockets in question it holds."""
 
@@ -40,7 +40,7 @@ class OwnerCount:
     local_ports: tuple[int, ...]
 
 
-@dataclass(frozen=True)
+@record
 class Evidence:
     """Everything a check may read: the snapshot, the profile and rates. Frozen; no I/O."""
 

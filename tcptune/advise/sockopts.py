@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tcptune.advise.base import Evidence, FindingDoc, finding
 from tcptune.model.findings import Finding, Severity
+from tcptune.model.record import record
 from tcptune.model.tcpstates import TcpState
 from tcptune.model.units import duration
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # only annotations: an audit without socket options never loa
 MAX_NAMED = 5  # processes named per finding line; the rest are counted
 
 
-@dataclass(frozen=True)
+@record
 class Group:
     """Sockets of one command name: how many, in how many processes, and a typical value."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from tcptune.apply import sysctld
@@ -41,13 +41,14 @@ from tcptune.inspect.nsidentity import (
     describe_namespace,
 )
 from tcptune.inspect.procfs import ProcFS, describe_os_error
+from tcptune.model.record import record
 from tcptune.model.sysctls import KNOWN_SYSCTLS
 from tcptune.profiles.model import Profile
 
 DEFAULT_LOCK_TIMEOUT = 5.0
 
 
-@dataclass(frozen=True)
+@record
 class Environment:
     """Everything an apply or rollback touches, passed in so tests can point it elsewhere."""
 
@@ -66,7 +67,7 @@ class Environment:
     allow_unlisted: bool = False  # --allow-unlisted: keys outside the catalogue, scope shown
 
 
-@dataclass(frozen=True)
+@record
 class ApplyResult:
     """What an apply did: the plan carried out, the record saved, the drop-in written."""
 
@@ -155,8 +156,8 @@ def _last_written(env: Environment, path: Path) -> str | None:
         stack = env.store.undo_stack()
     except PermissionDeniedError:  # a dry run as an ordinary user: attribution unknown
         return None
-    for record in reversed(stack):
-        backup = record.dropin
+    for applied in reversed(stack):
+        backup = applied.dropin
         if backup is not None and Path(backup.path).absolute() == path.absolute():
             return backup.written
     return None

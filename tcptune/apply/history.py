@@ -12,7 +12,7 @@ import json
 import os
 import syslog
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +29,13 @@ from tcptune.apply.records import (
     parse_json,
 )
 from tcptune.inspect.invoker import Identity
+from tcptune.model.record import record
 
 MAX_HISTORY_BYTES = 64 << 20  # history.jsonl: rotate it (README) long before this
 ACTIONS = ("apply", "rollback", "forget")  # forget: a record dropped by `rollback --forget`
 
 
-@dataclass(frozen=True)
+@record
 class HistoryEntry:
     """One line of the history: an apply or rollback and how it ended."""
 
@@ -84,7 +85,7 @@ def parse_entry(data: Any) -> HistoryEntry:
     )
 
 
-@dataclass(frozen=True)
+@record
 class HistoryLog:
     """The history as read: every entry that parses, and each line that does not."""
 

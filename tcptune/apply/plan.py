@@ -8,11 +8,12 @@ plan's CHANGE items under its lock; verify reads the same plan as drift.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from tcptune.exitcodes import BadInputError, ExitStatus, TcptuneError, UnavailableError
 from tcptune.inspect.inspector import inspect_settings
 from tcptune.inspect.procfs import ProcFS
+from tcptune.model.record import record
 from tcptune.model.snapshot import Context, ReadStatus, Snapshot
 from tcptune.model.sysctls import GLOBAL_BEHIND_NAMESPACE, KNOWN_SYSCTLS, SysctlSpec
 from tcptune.model.values import SysctlValue, format_value
@@ -34,7 +35,7 @@ class Action(enum.Enum):
     BLOCKED = "blocked"  # stops the whole apply before any write
 
 
-@dataclass(frozen=True)
+@record
 class PlanItem:
     """One profile target against the live kernel."""
 
@@ -59,7 +60,7 @@ class PlanItem:
         return format_value(self.desired)
 
 
-@dataclass(frozen=True)
+@record
 class Plan:
     """Every target of a profile against this kernel, in profile order."""
 

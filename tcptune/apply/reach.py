@@ -12,11 +12,11 @@ come from the inventory (inspect/sockopts.py).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tcptune.apply.plan import Plan
 from tcptune.inspect.procfs import ProcFS
+from tcptune.model.record import record
 from tcptune.model.sockopts import InventoryStatus, SocketOptions
 from tcptune.model.tcpstates import TcpState
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from tcptune.inspect.bpf.seams import BpfSeams
 
 
-@dataclass(frozen=True)
+@record
 class Reach:
     """One planned key: the live sockets it applies to, and those that override it."""
 
@@ -35,7 +35,7 @@ class Reach:
     what: str  # what ``considered`` counts, e.g. "SO_KEEPALIVE sockets"
 
 
-@dataclass(frozen=True)
+@record
 class PlanReach:
     """The reach of each keepalive or fin-timeout change of a plan, or why it is unknown."""
 

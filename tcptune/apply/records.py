@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from tcptune.apply.sysctld import DROPIN_NAME, is_tcptune_file
 from tcptune.exitcodes import BadInputError
 from tcptune.inspect.invoker import Identity
 from tcptune.inspect.procfs import is_valid_sysctl_name
+from tcptune.model.record import record
 from tcptune.model.sysctls import KNOWN_SYSCTLS
 
 STATE_SCHEMA = 1
@@ -28,7 +28,7 @@ MAX_ID = 2**53  # ids stay exact in every JSON reader (IEEE 754 doubles); ids ar
 MAX_DIGITS = 20  # a JSON integer longer than this is no id, time or counter tcptune wrote
 
 
-@dataclass(frozen=True)
+@record
 class Change:
     """One sysctl write: the text it had and the text written."""
 
@@ -37,7 +37,7 @@ class Change:
     after: str
 
 
-@dataclass(frozen=True)
+@record
 class DropinBackup:
     """What a sysctl.d drop-in held before tcptune wrote it (None: there was no file)."""
 
@@ -46,7 +46,7 @@ class DropinBackup:
     written: str | None = None  # what tcptune wrote there (None in records before it was kept)
 
 
-@dataclass(frozen=True)
+@record
 class ApplyRecord:
     """An apply on the undo stack, saved before its first write."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
 from pathlib import Path
 
 from tcptune.apply import sysctld
@@ -34,9 +33,10 @@ from tcptune.exitcodes import ExitStatus, TcptuneError, UnavailableError, WriteF
 from tcptune.inspect.inspector import PROC_NET_INIT_INO, read_context
 from tcptune.inspect.nsidentity import NamespaceIdentity, current_namespace, namespace_difference
 from tcptune.inspect.procfs import describe_os_error, read_bounded
+from tcptune.model.record import record
 
 
-@dataclass(frozen=True)
+@record
 class RollbackResult:
     """What a rollback restored, or with --dry-run (entry_id None) would restore."""
 
@@ -53,7 +53,7 @@ class RollbackResult:
         return ExitStatus.UNRECORDED if self.problems else ExitStatus.OK
 
 
-@dataclass(frozen=True)
+@record
 class ForgetResult:
     """A record dropped from the undo stack by `rollback --forget`, without any write."""
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from tcptune.apply.atomicfile import AtomicWriteError, atomic_write, remove_durably
 from tcptune.exitcodes import UsageError
 from tcptune.inspect.procfs import describe_os_error
+from tcptune.model.record import record
 from tcptune.model.values import same_text, unit_of
 
 DROPIN_NAME = "90-tcptune.conf"
@@ -38,7 +38,7 @@ BOOT_DIRS = (
 GLOB_CHARACTERS = frozenset("*?[")
 
 
-@dataclass(frozen=True)
+@record
 class SearchPath:
     """Where boot-time sysctl settings are read, highest-priority directory first."""
 
@@ -51,7 +51,7 @@ class SearchPath:
         return cls(tuple(root / d for d in BOOT_DIRS), root / "etc/sysctl.conf")
 
 
-@dataclass(frozen=True)
+@record
 class BootSetting:
     """One ``key = value`` line of a sysctl configuration file."""
 
@@ -171,7 +171,7 @@ def winning_settings(settings: Sequence[BootSetting]) -> dict[str, BootSetting]:
 # --------------------------------------------------------------------------- the drop-in
 
 
-@dataclass(frozen=True)
+@record
 class ConfLine:
     """One line of a configuration file, numbered from 1."""
 
@@ -179,7 +179,7 @@ class ConfLine:
     text: str
 
 
-@dataclass(frozen=True)
+@record
 class DropinPlan:
     """The drop-in tcptune would write, what it replaces, and boot-order warnings."""
 

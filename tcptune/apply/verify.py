@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from tcptune.apply.plan import Action, Plan, PlanItem, read_plan
 from tcptune.apply.sysctld import (
@@ -15,11 +14,12 @@ from tcptune.apply.sysctld import (
 )
 from tcptune.exitcodes import ExitStatus
 from tcptune.inspect.procfs import ProcFS
+from tcptune.model.record import record
 from tcptune.model.values import text_meets
 from tcptune.profiles.model import Profile, Target
 
 
-@dataclass(frozen=True)
+@record
 class VerifyReport:
     """The plan read as drift, plus the boot-time setting in effect for each key."""
 

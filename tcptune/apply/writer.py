@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from tcptune.apply.records import Change
@@ -19,6 +18,7 @@ from tcptune.apply.statestore import StateStore
 from tcptune.exitcodes import PermissionDeniedError, TcptuneError, WriteFailedError
 from tcptune.inspect.invoker import Identity
 from tcptune.inspect.procfs import ProcFS, describe_os_error
+from tcptune.model.record import record
 from tcptune.model.values import same_text, unit_of
 
 # Errors that mean "not allowed here" rather than "this value is wrong".
@@ -37,7 +37,7 @@ class SysctlWriter(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@record
 class ProcSysctlWriter:
     """Read and write sysctls through /proc/sys under one procfs root."""
 

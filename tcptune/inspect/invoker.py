@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 import pwd
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from tcptune.inspect.procfs import ProcFS, ProcReadError
+from tcptune.model.record import record
 
 # include/uapi/linux/capability.h: CAP_NET_ADMIN is capability bit 12.
 CAP_NET_ADMIN = 12
 
 
-@dataclass(frozen=True)
+@record
 class Identity:
     """The user behind a run, as recorded in the history, and what it may write."""
 

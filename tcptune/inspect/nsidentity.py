@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import socket
 import sys
-from dataclasses import dataclass
 
 from tcptune.inspect.procfs import ProcFS, ProcReadError
+from tcptune.model.record import record
 from tcptune.model.snapshot import Context
 
 # include/uapi/asm-generic/socket.h (Linux 5.14): getsockopt(SOL_SOCKET,
@@ -26,7 +26,7 @@ SO_NETNS_COOKIE = getattr(socket, "SO_NETNS_COOKIE", 71)
 BOOT_ID = "sys/kernel/random/boot_id"
 
 
-@dataclass(frozen=True)
+@record
 class NamespaceIdentity:
     """What tells this network namespace from every other one, recorded with each apply."""
 

@@ -11,8 +11,9 @@ import errno
 import os
 import re
 import stat
-from dataclasses import dataclass
 from pathlib import Path
+
+from tcptune.model.record import record
 
 # The most any one file tcptune reads may hold. /proc/sys values, /proc/PID
 # files and sysctl.d files are a few KiB; a bigger or endless file (a tree whose
@@ -110,7 +111,7 @@ def read_bounded(path: Path | str, limit: int = MAX_SMALL_FILE, *, follow: bool 
         os.close(fd)
 
 
-@dataclass(frozen=True)
+@record
 class ProcFS:
     """One procfs root: ``/proc`` on a live host, a fixture tree in tests."""
 

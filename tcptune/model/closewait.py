@@ -12,8 +12,9 @@ from array import array
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import partial
+
+from tcptune.model.record import record
 
 # Upper bounds of the coarse age distribution, in seconds; the last is open.
 AGE_BUCKETS: tuple[tuple[str, float], ...] = (
@@ -26,7 +27,7 @@ AGE_BUCKETS: tuple[tuple[str, float], ...] = (
 WRAP_SECONDS = (1 << 32) / 1000  # 49.7 days
 
 
-@dataclass(frozen=True)
+@record
 class CloseWaitAges:
     """Every CLOSE_WAIT socket of one dump, in parallel columns.
 
@@ -64,7 +65,7 @@ def bucket_counts_ms(ages_ms: Iterable[float]) -> tuple[int, ...]:
     return tuple(found[index] for index in range(len(AGE_BUCKETS)))
 
 
-@dataclass(frozen=True)
+@record
 class ProcessAges:
     """One process name's CLOSE_WAIT sockets: how many, the oldest, the distribution."""
 
@@ -97,7 +98,7 @@ class ProcessAges:
         return float(self.last_hour)
 
 
-@dataclass(frozen=True)
+@record
 class CloseWaitSummary:
     """Every CLOSE_WAIT socket's age, overall and for the top processes (bounded)."""
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from tcptune.exitcodes import ExitStatus
+from tcptune.model.record import record
 from tcptune.model.sysctls import short_name
 
 
@@ -23,7 +24,7 @@ class Severity(enum.IntEnum):
         return self.name.lower()
 
 
-@dataclass(frozen=True)
+@record
 class Finding:
     """One thing worth knowing: evidence, meaning, what to do, what it costs, sources."""
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Generic, TypeVar
+
+from tcptune.model.record import record
 
 K = TypeVar("K", bound=Hashable)
 J = TypeVar("J", bound=Hashable)
@@ -115,7 +117,7 @@ def add_column(summary: HeavyHitters[int], column: memoryview[int], total: int) 
         summary.add_all(column, total)
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class TopCounts(Mapping[K, int]):
     """The busiest keys of a stream: lower-bound counts, at most ``error`` below the truth.
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from heapq import merge
 from itertools import compress, repeat
 from operator import and_, lshift, or_
 from typing import Protocol, runtime_checkable
+
+from tcptune.model.record import record
 
 Aligned = tuple["array[int]", dict[int, tuple[int, ...]]]
 
@@ -90,7 +91,7 @@ def sort_order(column: array[int]) -> array[int]:
 FEW_PIDS = 16  # up to this many holders, each one's indices are picked out in C
 
 
-@dataclass(frozen=True)
+@record
 class HeldSockets:
     """For one socket column: the indices each PID holds, and those nobody holds."""
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
+
+from tcptune.model.record import record
 
 
 class Kind(enum.Enum):
@@ -33,7 +34,7 @@ class Scope(enum.Enum):
     HOST = "the whole host (every namespace)"
 
 
-@dataclass(frozen=True)
+@record
 class CounterDoc:
     """One kernel counter: where it is printed, what it counts, who counts it."""
 

@@ -6,10 +6,11 @@ import enum
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
 from tcptune.model.heavyhitters import TopCounts
+from tcptune.model.record import record
 from tcptune.model.sysctls import SysctlSpec
 from tcptune.model.tcpstates import TcpState
 from tcptune.model.values import SysctlValue
@@ -28,7 +29,7 @@ class ReadStatus(enum.Enum):
     UNREADABLE = "unreadable"  # exists but reading or parsing failed
 
 
-@dataclass(frozen=True)
+@record
 class SysctlReading:
     """One sysctl as read from /proc/sys."""
 
@@ -45,7 +46,7 @@ class SysctlReading:
         return self.spec.name
 
 
-@dataclass(frozen=True)
+@record
 class Problem:
     """Something the inspection could not read; the report is incomplete."""
 
@@ -53,7 +54,7 @@ class Problem:
     message: str
 
 
-@dataclass(frozen=True)
+@record
 class Endpoint:
     """An address and port as text, e.g. ``127.0.0.1`` and ``8080``."""
 
@@ -65,7 +66,7 @@ class Endpoint:
         return f"{host}:{self.port}"
 
 
-@dataclass(frozen=True)
+@record
 class Listener:
     """A listening socket and its accept queue (inet_diag rqueue/wqueue for LISTEN)."""
 
@@ -121,7 +122,7 @@ class InodePorts(Mapping[int, int]):
         return self._ports
 
 
-@dataclass(frozen=True)
+@record
 class SocketDetails:
     """Per-socket facts the advisor needs, aggregated in the same pass as the counts.
 
@@ -173,7 +174,7 @@ class SocketDetails:
         return wanted[bisect_left(wanted, 1) :] if wanted and not wanted[0] else wanted
 
 
-@dataclass(frozen=True)
+@record
 class Owner:
     """A process holding sockets."""
 
@@ -182,7 +183,7 @@ class Owner:
     user: str
 
 
-@dataclass(frozen=True)
+@record
 class SocketOwners:
     """Which processes hold the sockets advice names, looked up while inspecting."""
 
@@ -195,7 +196,7 @@ class SocketOwners:
     walked_ahead: bool = False  # procfs: read in a child forked before the socket dump
 
 
-@dataclass(frozen=True)
+@record
 class SocketCounts:
     """The TCP state histogram, IPv4 and IPv6 apart."""
 
@@ -215,7 +216,7 @@ class SocketCounts:
         return sum(self.ipv4.values()) + sum(self.ipv6.values())
 
 
-@dataclass(frozen=True)
+@record
 class Counters:
     """Kernel counters, each table parsed by name, never by column position."""
 
@@ -224,7 +225,7 @@ class Counters:
     tcp_ext: Mapping[str, int] = field(default_factory=dict)  # /proc/net/netstat "TcpExt"
 
 
-@dataclass(frozen=True)
+@record
 class Context:
     """Where the snapshot was taken."""
 
@@ -235,7 +236,7 @@ class Context:
     hostname: str | None = None  # the UTS namespace's host name (/proc/sys/kernel/hostname)
 
 
-@dataclass(frozen=True)
+@record
 class Snapshot:
     """Everything one inspection read: settings, sockets, counters and what failed."""
 

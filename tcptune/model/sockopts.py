@@ -10,8 +10,8 @@ stores 0 for "default" (keepalive_time_when() and friends in include/net/tcp.h).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
+from tcptune.model.record import record
 from tcptune.model.snapshot import Endpoint
 from tcptune.model.tcpstates import TcpState
 
@@ -19,7 +19,7 @@ from tcptune.model.tcpstates import TcpState
 SK_NO_REUSE, SK_CAN_REUSE, SK_FORCE_REUSE = 0, 1, 2
 
 
-@dataclass(frozen=True)
+@record
 class SocketOptions:
     """One full TCP socket's options (TIME_WAIT and request sockets have none)."""
 
@@ -50,7 +50,7 @@ class SocketOptions:
         )
 
 
-@dataclass(frozen=True)
+@record
 class Process:
     """A process holding sockets: pid, command name and user (names are untrusted text)."""
 
@@ -59,7 +59,7 @@ class Process:
     user: str
 
 
-@dataclass(frozen=True)
+@record
 class SocketInventory:
     """Every TCP socket's options in one network namespace, with who holds each socket."""
 
@@ -75,7 +75,7 @@ class SocketInventory:
         return tuple(self.processes[pid] for pid in self.holders.get(inode, ()))
 
 
-@dataclass(frozen=True)
+@record
 class InventoryStatus:
     """Whether the inventory could be read; if not, why and what the audit does instead."""
 

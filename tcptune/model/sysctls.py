@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from types import MappingProxyType
+
+from tcptune.model.record import record
 
 
 class Unit(enum.Enum):
@@ -35,7 +37,7 @@ class Scope(enum.Enum):
     HOST = "host-wide (initial network namespace only)"
 
 
-@dataclass(frozen=True)
+@record
 class SysctlSpec:
     """One known sysctl: how to read it, what range it takes, where it applies."""
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from tcptune.exitcodes import ExitStatus, UsageError
+from tcptune.model.record import record
 from tcptune.model.snapshot import Snapshot
 from tcptune.model.tcpstates import TcpState
 
@@ -34,7 +34,7 @@ _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
 _RANGE = re.compile(rf"^(?P<inside>@)?(?:(?P<start>~|{_NUMBER}):)?(?P<end>{_NUMBER})?$")
 
 
-@dataclass(frozen=True)
+@record
 class Range:
     """One Monitoring Plugins range: alert when a value is outside start..end (inside with @)."""
 
@@ -86,7 +86,7 @@ def parse_thresholds(options: Sequence[str], option: str) -> dict[str, Range]:
     return found
 
 
-@dataclass(frozen=True)
+@record
 class Thresholds:
     """The warning and critical ranges per series (either may be absent)."""
 
@@ -113,7 +113,7 @@ def series_values(snapshot: Snapshot) -> dict[str, float | None]:
     }
 
 
-@dataclass(frozen=True)
+@record
 class Breach:
     """A series whose value raised a threshold."""
 

@@ -7,13 +7,13 @@ verify, advise, output) import them without the TOML loader.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
+from tcptune.model.record import record
 from tcptune.model.sysctls import KNOWN_SYSCTLS, SysctlSpec, Unit
 from tcptune.model.values import SysctlValue, format_value, meets, spec_for, unit_of
 
 
-@dataclass(frozen=True)
+@record
 class Target:
     """What a profile wants for one sysctl: an exact value or a bound, and why."""
 
@@ -56,7 +56,7 @@ class Target:
         return f">= {self.minimum}" if self.minimum is not None else f"<= {self.maximum}"
 
 
-@dataclass(frozen=True)
+@record
 class Profile:
     """A validated profile with inheritance resolved."""
 
@@ -78,7 +78,7 @@ class Profile:
         )
 
 
-@dataclass(frozen=True)
+@record
 class ProfileSource:
     """A profile file found by the locator, not yet validated."""
 
@@ -88,7 +88,7 @@ class ProfileSource:
     position: int | None = None  # index in the locator's search order; None: given as a path
 
 
-@dataclass(frozen=True)
+@record
 class BrokenProfile:
     """A findable profile that cannot be used: unreadable, invalid, or a bad ancestor."""
 

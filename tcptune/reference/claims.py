@@ -10,13 +10,14 @@ checks that every test named here exists and every ``Proven by:`` names a claim 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
+
+from tcptune.model.record import record
 
 TEST_MODULE = "tests/kernel/test_claims.py"
 
 
-@dataclass(frozen=True)
+@record
 class Claim:
     """One fact about the kernel, where the kernel does it, and the test that shows it."""
 

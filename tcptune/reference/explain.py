@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 
+from tcptune.model.record import record
 from tcptune.model.sysctls import short_name
 
 KINDS: tuple[str, ...] = ("state", "sysctl", "option", "concept", "finding")
@@ -26,7 +26,7 @@ MAX_SUGGESTIONS = 5
 _PROC_SYS = "/proc/sys/"
 
 
-@dataclass(frozen=True)
+@record
 class Topic:
     """One explain topic: a TCP state, a sysctl, a socket option, a concept or a finding."""
 

@@ -18,8 +18,9 @@ import struct
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
+
+from tcptune.model.record import record
 
 CLONE_NEWNET = 0x40000000  # include/uapi/linux/sched.h
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1  # sockios.h, if.h
@@ -28,7 +29,7 @@ _DEADLINE_S = 10.0
 _MAX_REPORT = 64 * 1024
 
 
-@dataclass(frozen=True)
+@record
 class ShowResult:
     """What one experiment saw: a heading and one line per observation."""
 

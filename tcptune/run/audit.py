@@ -6,7 +6,6 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +15,7 @@ from tcptune.inspect.inspector import OPTIONS_BY_DEFAULT_MAX_SOCKETS, SocketSour
 from tcptune.inspect.owners import OwnerSource
 from tcptune.inspect.procfs import ProcFS
 from tcptune.model.findings import Finding, exit_status
+from tcptune.model.record import record
 from tcptune.model.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from tcptune.profiles.model import Profile
 
 
-@dataclass(frozen=True)
+@record
 class AuditResult:
     """A snapshot, the profile it was compared with, and the findings."""
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 
 from tcptune.inspect.bpf.seams import BpfSeams
 from tcptune.inspect.inspector import LIVE_PROC, read_context, read_sysctl
 from tcptune.inspect.procfs import ProcFS
 from tcptune.inspect.sockopts import read_inventory
+from tcptune.model.record import record
 from tcptune.model.snapshot import ReadStatus
 from tcptune.model.sockopts import InventoryStatus, SocketOptions
 from tcptune.model.sysctls import KNOWN_SYSCTLS
@@ -23,7 +23,7 @@ DEFAULTS = (
 )
 
 
-@dataclass(frozen=True)
+@record
 class SocketsFilter:
     """Which sockets to show: held by a PID, on a local or remote port, in given states."""
 
@@ -40,7 +40,10 @@ class SocketsFilter:
         return not self.states or item.state in self.states
 
 
-@dataclass(frozen=True)
+EVERY_SOCKET = SocketsFilter()  # no filter
+
+
+@record
 class SocketsResult:
     """The inventory (or why none), the sockets that passed the filter, and the defaults."""
 
@@ -53,7 +56,7 @@ class SocketsResult:
 def run_sockets(
     procfs: ProcFS,
     seams: BpfSeams,
-    wanted: SocketsFilter = SocketsFilter(),
+    wanted: SocketsFilter = EVERY_SOCKET,
     netns_name: str | None = None,
 ) -> SocketsResult:
     """Read every socket's options and keep those ``wanted`` asks for."""

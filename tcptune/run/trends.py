@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+
+from tcptune.model.record import record
 
 # A count is rising when the line through the window climbs by at least this many
 # sockets across the window: one new socket is noise, two on a line is a direction.
@@ -30,7 +31,7 @@ def slope(points: Sequence[tuple[float, float]]) -> float | None:
     return math.fsum((t - mean_t) * (v - mean_v) for t, v in points) / spread
 
 
-@dataclass(frozen=True)
+@record
 class Trend:
     """A count over the window: its values oldest first, slope and whether it is rising."""
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tcptune.advise import counter_rates
 from tcptune.advise.teardown import ORPHANS_WARNING, TIME_WAIT_CAP_WARNING, timewait_minisockets
+from tcptune.model.record import record
 from tcptune.model.snapshot import Snapshot
 from tcptune.model.tcpstates import TcpState
 from tcptune.run.trends import Trend, Window
@@ -63,7 +63,7 @@ Owners = Callable[[Snapshot], Mapping[str, int] | None]  # CLOSE_WAIT sockets pe
 KeyReader = Callable[[float], str | None]  # waits up to N seconds, returns a key or None
 
 
-@dataclass(frozen=True)
+@record
 class StateRow:
     """One TCP state's sockets now, the change since the last refresh, and its trend."""
 
@@ -80,7 +80,7 @@ class StateRow:
         return self.ipv4 + self.ipv6
 
 
-@dataclass(frozen=True)
+@record
 class RateRow:
     """One counter: its per-namespace total (since boot only in the initial namespace) and rate."""
 
@@ -91,7 +91,7 @@ class RateRow:
     alert: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class OwnerRow:
     """A process name holding CLOSE_WAIT sockets, and their trend (watch --owners)."""
 
@@ -101,7 +101,7 @@ class OwnerRow:
     alert: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class Frame:
     """What one refresh shows: state counts, trends, counter rates and what is rising."""
 

@@ -10,6 +10,8 @@ from array import array
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tcptune.inspect.bpf import asm, tcpdetails
 from tcptune.inspect.bpf.btf import VMLINUX_BTF, load_btf
@@ -93,6 +95,8 @@ def test_a_cached_layout_must_hold_every_member() -> None:
         (250, [0, 5, 0x40000001], [0, 20, 4]),  # 4 * j as an unsigned int
         (250, [0, 5, 0x3FFFFFFF], [0, 20, 0xFFFFFFFC]),  # nothing wraps
         (100, [3], [30]),
+        (100, [0x18FFFFFF, 0x19999999], [0xF9FFFFF6, 0xFFFFFFFA]),  # at the wrap: exact
+        (100, [0x18FFFFFF, 0x1A000000], [0xF9FFFFF6, 0x04000000]),  # one wraps
         (300, [1, 3, 299], [4, 10, 997]),  # rounded up: DIV_ROUND_UP(j * 10, 3)
         (1024, [1, 1024, 1025], [1, 1000, 1001]),
     ],
@@ -101,6 +105,21 @@ def test_jiffies_to_msecs_rounds_as_the_kernel(
     hz: int, jiffies: list[int], msecs: list[int]
 ) -> None:
     assert tcpdetails.jiffies_to_msecs(array("I", jiffies), hz).tolist() == msecs
+
+
+@given(
+    st.sampled_from([100, 250, 500]),
+    st.lists(st.integers(0, 0xFFFFFFFF), max_size=64),
+)
+def test_jiffies_to_msecs_of_a_column_is_each_value_converted(hz: int, jiffies: list[int]) -> None:
+    factor = 1000 // hz
+    expected = [value * factor & 0xFFFFFFFF for value in jiffies]
+    assert tcpdetails.jiffies_to_msecs(array("I", jiffies), hz).tolist() == expected
+    # the same values below the wrap, so that the whole column is multiplied at once
+    small = [value // factor for value in jiffies]
+    assert tcpdetails.jiffies_to_msecs(array("I", small), hz).tolist() == [
+        value * factor for value in small
+    ]
 
 
 def test_hz_is_the_keepalive_time_in_jiffies_over_seconds() -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+from tcptune.model.record import record
 
 _INSN = struct.Struct("<BBhi")
 
@@ -132,14 +133,14 @@ def program(parts: Sequence[bytes]) -> bytes:
     return b"".join(parts)
 
 
-@dataclass(frozen=True)
+@record
 class Label:
     """A place in an ``assemble`` listing that jumps name; it takes no instruction."""
 
     name: str
 
 
-@dataclass(frozen=True)
+@record
 class Jump:
     """A jump to a Label, its offset filled in by ``assemble``: ``goto`` or ``if reg OP imm``."""
 

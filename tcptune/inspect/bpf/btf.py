@@ -11,10 +11,10 @@ here guesses an offset: a missing name raises BtfError naming it.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 
 from tcptune.inspect.bpf.seams import VMLINUX_BTF
+from tcptune.model.record import record
 
 MAX_BTF_BYTES = 64 << 20  # a vmlinux BTF is ~5 MiB; refuse anything absurd
 
@@ -41,7 +41,7 @@ class BtfError(Exception):
     """The BTF is unreadable, malformed, or lacks a name asked for."""
 
 
-@dataclass(frozen=True)
+@record
 class Field:
     """A member found by name: byte offset from the outer struct, size, and bitfield bits."""
 

@@ -16,12 +16,12 @@ position in the sorted wanted array); only a hit is written, as the record
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from tcptune.inspect.bpf import asm
 from tcptune.inspect.bpf.asm import R0, R1, R2, R6, R7, R10
 from tcptune.inspect.bpf.btf import Btf, BtfError, context_offset
+from tcptune.model.record import record
 
 ITERATOR = "bpf_iter_task_file"
 HELPER = "BPF_FUNC_sock_from_file"
@@ -31,7 +31,7 @@ VALUE_SIZE = 4  # the map's value: a u32 position
 KEY_SLOT, RECORD_SLOT = -8, -16  # the lookup key and the record on the stack (r10 + slot)
 
 
-@dataclass(frozen=True)
+@record
 class OwnersProgram:
     """Every offset and helper the program needs (resolved from BTF), and the map it reads."""
 

@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from tcptune.inspect.bpf import asm
 from tcptune.inspect.bpf.asm import R0, R1, R2, R6, R7, R8, R10
 from tcptune.inspect.bpf.syscall import Bpf, read_all
+from tcptune.model.record import record
 
 LICENSE = b"GPL"  # bpf_seq_write and the BTF-typed loads are GPL-only
 MAX_STACK = 512  # the verifier's stack limit per frame
 
 
-@dataclass(frozen=True)
+@record
 class Read:
     """One value copied into the record: follow ``pointers`` from the base, then load."""
 
@@ -38,7 +38,7 @@ class Read:
     pieces: int = 1  # an array: this many consecutive loads of ``size``
 
 
-@dataclass(frozen=True)
+@record
 class IterProgram:
     """Everything the builder needs, all resolved from BTF by name beforehand."""
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from tcptune.model.record import record
 
 if TYPE_CHECKING:
     from tcptune.inspect.bpf.fileiter import OwnersProgram
@@ -45,7 +47,7 @@ def owners_program(spec: OwnersProgram) -> bytes:
     return build(spec)
 
 
-@dataclass(frozen=True)
+@record
 class BpfSeams:
     """The BTF file, the layout cache, the bpf(2) caller, the options wanted, the builders.
 

