@@ -33,7 +33,7 @@ from tcptune.inspect.sockdetails import DetailsBuilder
 from tcptune.inspect.sockdiag import read_ahead
 
 PROGRAM_NAME = b"tcptune_dump"
-QUESTION = "tcpdetails 1"  # the BTF cache key's question: change it when resolve() changes
+QUESTION = "tcpdetails 2"  # the BTF cache key's question: change it when resolve() changes
 MAX_OUTPUT = 1 << 32  # 104 bytes a socket: 41 million sockets, a runaway bound
 # A read returns at most the seq_file's buffer (bpf_seq_read: PAGE_SIZE << 3, 32 KiB
 # with 4 KiB pages); asked for whole records that fit it, it returns exactly that

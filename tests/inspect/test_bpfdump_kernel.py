@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tcptune.inspect.bpf import asm, tcpdetails
-from tcptune.inspect.bpf.btf import load_btf
+from tcptune.inspect.bpf.btf import VMLINUX_BTF, load_btf
 from tcptune.inspect.bpf.loader import run
 from tcptune.inspect.bpf.seams import BpfSeams
 from tcptune.inspect.bpf.syscall import Bpf, BpfError
@@ -26,6 +26,7 @@ from tcptune.inspect.statecounts import BPF_SOURCE, SocketSource, read_sockets
 from tcptune.model.snapshot import Problem, SocketCounts
 from tcptune.model.tcpstates import TcpState
 from tests.inspect.test_bpfcount_kernel import syn_recv
+from tests.inspect.test_tcpdetails import WithoutSkIno
 from tests.lab import SocketLab, kernel_lab, skip_or_fail
 from tests.lab.privileges import UNPRIVILEGED, run_tcptune
 
@@ -186,6 +187,10 @@ def test_each_record_holds_what_the_kernel_puts_in_the_sock_diag_message(
             skip_or_fail(f"the BPF walk cannot run here: {exc}")
         program = tcpdetails.build(resolved, owner_inodes=False)
         unowned = bytes(run(Bpf(), program, resolved["attach_btf_id"], b"t", 1 << 24))
+        older = tcpdetails.resolve(WithoutSkIno(VMLINUX_BTF.read_bytes()))  # the file chain
+        chained = bytes(
+            run(Bpf(), tcpdetails.build(older), resolved["attach_btf_id"], b"t", 1 << 24)
+        )
         messages = _netlink_messages()
     size = tcpdetails.RECORD_SIZE
     records = [data[i : i + size] for i in range(0, len(data), size)]
@@ -205,6 +210,10 @@ def test_each_record_holds_what_the_kernel_puts_in_the_sock_diag_message(
     assert {walked[key][-1] for key in close_wait} != {0}  # held ones have inodes
     blank = {key: (*walked[key][:-1], 0) for key in close_wait}
     assert without == walked | blank
+    # A kernel before sk_ino: the inodes through sk_socket->file->f_inode are the same.
+    assert dict(map(_fields, [chained[i : i + size] for i in range(0, len(chained), size)])) == (
+        walked
+    )
 
 
 def test_a_refused_program_falls_back_to_netlink_with_the_reason(

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tcptune.inspect.bpf import asm, tcpdetails
-from tcptune.inspect.bpf.btf import VMLINUX_BTF, load_btf
+from tcptune.inspect.bpf.btf import VMLINUX_BTF, Btf, BtfError, Field, load_btf
 from tcptune.inspect.bpf.syscall import BpfError
 from tcptune.inspect.bpfdump import read_records
 from tcptune.inspect.diagparse import DumpParser
@@ -191,4 +191,24 @@ def test_every_member_resolves_from_this_kernels_btf() -> None:
     resolved = tcpdetails.resolve(load_btf(Path(VMLINUX_BTF)))
     assert tcpdetails.valid(resolved)
     assert resolved["uid_offset"] == 16 and resolved["object_offset"] == 8  # bpf_iter__tcp
-    assert len(resolved["inode"]["pointers"]) == 3 and resolved["inode"]["size"] == 8
+    btf = load_btf(Path(VMLINUX_BTF))
+    try:
+        btf.path("sock", "sk_ino")
+    except BtfError:
+        assert len(resolved["inode"]["pointers"]) == 3  # socket, file, inode: before 6.17
+    else:  # sock_i_ino()'s own field: one load from the socket
+        assert resolved["inode"]["pointers"] == [] and resolved["inode"]["size"] == 8
+    older = tcpdetails.resolve(WithoutSkIno(Path(VMLINUX_BTF).read_bytes()))
+    assert tcpdetails.valid(older) and len(older["inode"]["pointers"]) == 3
+    assert {k: v for k, v in older.items() if k != "inode"} == {
+        k: v for k, v in resolved.items() if k != "inode"
+    }
+
+
+class WithoutSkIno(Btf):
+    """The kernel's BTF as a kernel before Linux 6.17 has it: no sock.sk_ino."""
+
+    def path_in(self, type_id: int, dotted: str) -> Field:
+        if dotted.rsplit(".", 1)[-1] == "sk_ino":
+            raise BtfError("no member 'sk_ino' in struct sock")
+        return super().path_in(type_id, dotted)

@@ -20,8 +20,9 @@ inet_diag_msg filled as net/ipv4/inet_diag.c does:
   timer's entry.pprev is set; the keepalive timer), else 0; uid
   (sock_i_uid, which bpf_iter_tcp_seq_show hands the program as ctx->uid);
   for the states whose inode the audit reads (CLOSE_WAIT, FIN_WAIT2, LISTEN)
-  the inode (sock_i_ino: through sk_socket->file->f_inode, 0 once sk_socket
-  is NULL, an orphan; three dependent loads a socket, so no other state's);
+  the inode (sock_i_ino: sk->sk_ino since Linux 6.17, set by sock_graft and
+  0 once sock_orphan ran; before that through sk_socket->file->f_inode, 0
+  once sk_socket is NULL, three dependent loads a socket; so no other state's);
   tcp_diag_get_info's LISTEN queue: rqueue sk_ack_backlog, wqueue
   sk_max_ack_backlog;
 - inet_twsk_diag_fill for a TIME_WAIT minisocket: tw_substate as its state
@@ -77,10 +78,13 @@ MEMBERS: dict[str, tuple[str, str]] = {
     "timer_pprev": ("tcp_sock", SOCK + "sk_timer.entry.pprev"),
     "ack_backlog": ("tcp_sock", SOCK + "sk_ack_backlog"),
     "max_ack_backlog": ("tcp_sock", SOCK + "sk_max_ack_backlog"),
-    "inode": ("tcp_sock", SOCK + "sk_socket->file->f_inode->i_ino"),
+    "inode": ("tcp_sock", SOCK + "sk_ino"),  # sock_i_ino() since Linux 6.17: one load
     "lrcvtime": ("tcp_sock", "inet_conn.icsk_ack.lrcvtime"),
     "rcv_tstamp": ("tcp_sock", "rcv_tstamp"),
 }
+# Where a kernel lacks a member, the same value through pointers: before sk_ino
+# sock_i_ino() read the socket's inode, which its file's f_inode is.
+FALLBACKS = {"inode": ("tcp_sock", SOCK + "sk_socket->file->f_inode->i_ino")}
 SIZES = {"v6_rcv_saddr": 16, "v6_daddr": 16}  # loaded as four u32s
 HELPERS = {
     "seq_write": "BPF_FUNC_seq_write",
@@ -107,7 +111,13 @@ def resolve(btf: Btf) -> dict[str, Any]:
         "seq_offset": btf.path("bpf_iter_meta", "seq").offset,
     }
     for name, (struct_name, path) in MEMBERS.items():
-        resolved[name] = _member(btf, struct_name, path, SIZES.get(name))
+        try:
+            resolved[name] = _member(btf, struct_name, path, SIZES.get(name))
+        except BtfError:
+            if name not in FALLBACKS:
+                raise
+            struct_name, path = FALLBACKS[name]
+            resolved[name] = _member(btf, struct_name, path, SIZES.get(name))
     for name, helper in HELPERS.items():
         resolved[name] = btf.enumerator("bpf_func_id", helper)
     return resolved
@@ -154,9 +164,9 @@ def build(resolved: dict[str, Any], owner_inodes: bool = True) -> bytes:
     """Return the program: one RECORD_SIZE sock_diag message per socket.
 
     Without ``owner_inodes`` the CLOSE_WAIT inodes, which serve only the
-    owner lookup, are left 0: three dependent loads (socket, file, inode),
-    cache misses each, saved for every CLOSE_WAIT socket. FIN_WAIT2's (0:
-    orphaned) and LISTEN's (shown) are always read.
+    owner lookup, are left 0: a load from a line of the socket not otherwise
+    read (three dependent ones before sk_ino), saved for every CLOSE_WAIT
+    socket. FIN_WAIT2's (0: orphaned) and LISTEN's (shown) are always read.
     """
     rec = -RECORD_SIZE  # the record sits at the top of the stack: r10 - RECORD_SIZE
 
@@ -233,7 +243,7 @@ def build(resolved: dict[str, Any], owner_inodes: bool = True) -> bytes:
         asm.jump_to_if_equal(R9, TcpState.LISTEN, "listen"),
         asm.jump_to_if_equal(R9, TcpState.CLOSE_WAIT, "ages"),
         asm.jump_to_if_equal(R9, TcpState.FIN_WAIT2, "inode"),
-        asm.goto("write"),  # the audit reads no inode of another state: three loads saved
+        asm.goto("write"),  # the audit reads no inode of another state
         Label("listen"),
         *load("ack_backlog", R1, R8),
         put(4, 72, R1),
