@@ -24,9 +24,9 @@ def main() -> NoReturn:
     Unix tool (status 141 in the shell). Only the process entry point does
     this; tcptune writes to no stream socket that it could affect.
     """
-    import signal
+    import _signal  # type: ignore[import-not-found]  # not signal: its enums cost ~1 ms
 
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
     cli.main()
 
 

@@ -27,8 +27,8 @@ integer of its four bytes, an IPv6 address a tuple of four such integers
 
 from __future__ import annotations
 
+import _socket  # not socket: see sockdiag.py
 import os
-import socket
 import struct
 import sys
 from array import array
@@ -47,7 +47,7 @@ NLMSG_ERROR = 2
 NLMSG_DONE = 3
 NLM_F_MULTI = 0x2
 NLM_F_DUMP_INTR = 0x10  # the dump was interrupted by a concurrent change
-AF_INET, AF_INET6 = socket.AF_INET.value, socket.AF_INET6.value
+AF_INET, AF_INET6 = _socket.AF_INET, _socket.AF_INET6
 # Byte offsets from the start of a netlink message (16-byte nlmsghdr, then
 # struct inet_diag_msg): 16 family 17 state 18 timer 19 retrans 20 sport
 # 22 dport (both big-endian) 24 src[16] 40 dst[16] 56 interface 60 cookie
@@ -85,8 +85,8 @@ def decode_port(raw: int) -> int:
 def decode_address(raw: Any) -> str:
     """Return the text of a raw address key: an int for IPv4, four ints for IPv6."""
     if isinstance(raw, int):
-        return socket.inet_ntop(socket.AF_INET, raw.to_bytes(4, sys.byteorder))
-    return socket.inet_ntop(socket.AF_INET6, _IPV6.pack(*raw))
+        return _socket.inet_ntop(AF_INET, raw.to_bytes(4, sys.byteorder))
+    return _socket.inet_ntop(AF_INET6, _IPV6.pack(*raw))
 
 
 class DumpParser:

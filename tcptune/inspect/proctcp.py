@@ -8,8 +8,8 @@ ports hex, the state a two-digit hex code from include/net/tcp_states.h.
 
 from __future__ import annotations
 
+import _socket  # not socket: see sockdiag.py
 import os
-import socket
 import sys
 
 from tcptune.inspect.procfs import ProcFS, describe_os_error, open_regular
@@ -34,9 +34,9 @@ def _address(hex_address: str) -> str:
         else raw
     )
     if len(raw) == 4:
-        return socket.inet_ntop(socket.AF_INET, words)
+        return _socket.inet_ntop(_socket.AF_INET, words)
     if len(raw) == 16:
-        return socket.inet_ntop(socket.AF_INET6, words)
+        return _socket.inet_ntop(_socket.AF_INET6, words)
     raise ValueError(f"address of {len(raw)} bytes")
 
 

@@ -23,8 +23,10 @@ the length of one walk (tens of milliseconds at 200,000 sockets).
 
 from __future__ import annotations
 
+# _socket, not socket: the socket module's enum conversions cost ~3 ms at start-up, and a
+# netlink dump needs only the socket type and its constants.
+import _socket
 import queue
-import socket
 import struct
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -70,7 +72,7 @@ PASSES: tuple[Pass, ...] = (
 COUNT_PASSES: tuple[Pass, ...] = ((TIME_WAIT_MASK, 0), (ALL_STATES_MASK & ~TIME_WAIT_MASK, 0))
 
 StateCounts = list[int]  # indexed by the kernel's state byte, 0-255
-SockFactory = Callable[[], socket.socket]
+SockFactory = Callable[[], _socket.socket]  # socket.socket is one too
 
 
 class DumpInterrupted(SockDiagError):
@@ -82,7 +84,7 @@ def request(sequence: int, states: int = ALL_STATES_MASK, ext: int = 0) -> bytes
 
     ``ext`` asks for attributes (bits INET_DIAG_* - 1, include/uapi/linux/inet_diag.h).
     """
-    payload = _REQUEST.pack(socket.AF_UNSPEC, 0, 0, ext, states, 0)
+    payload = _REQUEST.pack(_socket.AF_UNSPEC, 0, 0, ext, states, 0)
     header = _NLMSGHDR.pack(
         _NLMSGHDR.size + len(payload), TCPDIAG_GETSOCK, NLM_F_REQUEST | NLM_F_DUMP, sequence, 0
     )
@@ -123,9 +125,9 @@ def dump_counts(
     )
 
 
-def _open() -> socket.socket:
-    return socket.socket(
-        socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG
+def _open() -> _socket.socket:
+    return _socket.socket(
+        _socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG
     )
 
 
@@ -219,7 +221,7 @@ def read_ahead(
                     continue
 
 
-def _chunks(socks: list[socket.socket]) -> Iterator[tuple[int, bytearray, int]]:
+def _chunks(socks: list[_socket.socket]) -> Iterator[tuple[int, bytearray, int]]:
     """Yield (pass index, buffer, size) of every dump, read at once (``read_ahead``)."""
     for sock in socks:
         sock.settimeout(_READER_POLL)  # a blocked reader checks that it is still wanted
@@ -233,7 +235,8 @@ def _dump_all(
     with ExitStack() as stack:
         socks = []
         for states, ext in passes:
-            sock = stack.enter_context((sock_factory or _open)())
+            sock = (sock_factory or _open)()
+            stack.callback(sock.close)  # _socket.socket is no context manager
             sock.sendto(request(1, states, ext), (0, 0))
             socks.append(sock)
         pending = len(parsers)

@@ -11,7 +11,7 @@ caller, the members wanted and the program builder.
 
 from __future__ import annotations
 
-import socket
+import _socket  # not socket: see sockdiag.py
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -180,8 +180,8 @@ def _idle(row: Mapping[str, Any]) -> int:
 def _address(raw: bytes | None) -> str:
     if not raw:
         return "?"
-    family = socket.AF_INET6 if len(raw) == 16 else socket.AF_INET
-    return socket.inet_ntop(family, raw)
+    family = _socket.AF_INET6 if len(raw) == 16 else _socket.AF_INET
+    return _socket.inet_ntop(family, raw)
 
 
 def _owners(

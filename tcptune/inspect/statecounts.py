@@ -10,8 +10,8 @@ sock_diag dump, and a netlink socket that cannot be opened to the
 
 from __future__ import annotations
 
+import _socket  # not socket: see sockdiag.py
 import enum
-import socket
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # the BPF loader is imported only by a caller that counts wit
     from tcptune.inspect.bpfcount import BpfCounter
 
 LIVE_PROC = Path("/proc")
-NetlinkFactory = Callable[[], socket.socket]  # opens a NETLINK_SOCK_DIAG socket (injectable)
+NetlinkFactory = Callable[[], _socket.socket]  # opens a NETLINK_SOCK_DIAG socket (injectable)
 # Below this many sockets (sockstat's TCP inuse + tw) the netlink dump costs
 # less than loading the BPF walk's program, and an idle audit imports no BPF.
 BPF_DUMP_MIN_SOCKETS = 2000

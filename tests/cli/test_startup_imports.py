@@ -39,6 +39,10 @@ HEAVY = (
     "http",
     "xml",
     "asyncio",
+    # socket converts its constants to enums (~3 ms): the netlink dump and the BPF readers
+    # use _socket, the same socket type and functions beneath
+    "socket",
+    "selectors",
     "tabulate",  # text tables only
     "psutil",  # only to describe the owners of sockets the advice names
     "prometheus_client",  # --format prometheus

@@ -16,7 +16,7 @@ substate through bpf_skc_to_tcp_timewait_sock, and the decoder folds code
 
 from __future__ import annotations
 
-import socket
+import _socket  # not socket: see sockdiag.py
 from collections import Counter
 from typing import Any
 
@@ -85,7 +85,7 @@ def build(resolved: dict[str, Any]) -> bytes:
             asm.load(1, R9, R0, resolved["substate_offset"]),  # 10: r9 = tw_substate
             asm.and_imm(R9, STATE_BITS),  # 11
             asm.load(2, R2, R8, resolved["family_offset"]),  # 12: r2 = skc_family
-            asm.jump_if_not_equal(R2, socket.AF_INET6, 1),  # 13: to 15
+            asm.jump_if_not_equal(R2, _socket.AF_INET6, 1),  # 13: to 15
             asm.or_imm(R9, IPV6),  # 14
             asm.store(1, R10, record, R9),  # 15
             asm.mov_reg(R1, R7),  # 16: bpf_seq_write(seq, r10 - 8, 1)

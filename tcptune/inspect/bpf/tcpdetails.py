@@ -43,7 +43,7 @@ milliseconds exactly as the kernel does.
 
 from __future__ import annotations
 
-import socket
+import _socket  # not socket: see sockdiag.py
 import sys
 from array import array
 from typing import Any
@@ -203,7 +203,7 @@ def build(resolved: dict[str, Any], owner_inodes: bool = True) -> bytes:
         put(2, 22, R1),
         *load("keepalive_time", R1, R8),
         put(4, KEEPALIVE_AT, R1),
-        asm.jump_to_if_equal(R9, socket.AF_INET6, "ipv6"),
+        asm.jump_to_if_equal(R9, _socket.AF_INET6, "ipv6"),
         *load("rcv_saddr", R1, R8),
         put(4, 24, R1),
         *load("daddr", R1, R8),

@@ -12,7 +12,7 @@ bpf_getsockopt() has no SO_LINGER at all (sol_socket_sockopt()).
 
 from __future__ import annotations
 
-import socket
+import _socket  # not socket: see sockdiag.py
 import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -173,5 +173,5 @@ def decode(data: bytes | bytearray, resolved: dict[str, Any]) -> Iterable[dict[s
         for name, sign_bit in signed.items():
             if values[name] >= sign_bit:
                 values[name] -= sign_bit << 1
-        values["remote_port"] = socket.ntohs(values["remote_port"])
+        values["remote_port"] = _socket.ntohs(values["remote_port"])
         yield values
