@@ -6,20 +6,23 @@ socket descriptor is (a ``socket:[INODE]`` link): the sequential lookup
 in a child forked before the socket dump, while the wanted inodes are not
 known yet, so the two kernel-bound phases overlap on two cores (a thread
 does not: each readlink retakes the GIL the dump's parsing holds). The
-child records every socket descriptor (inode and PID, 12 bytes each, in walk
-order) in a memfd and exits; after the dump the parent reads the records
-back, bounded and checked, or falls back to walking itself.
+child walks from the first process, records every socket descriptor (inode
+and PID, 12 bytes each, in walk order) in a memfd and exits; after the dump
+the parent walks from the last process down until it meets the child
+(``Meeting``), then reads the child's records back, bounded and checked, or
+falls back to walking everything itself.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import mmap
 import os
 import signal
 import threading
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 
 from tcptune.inspect.procfs import ProcFS
@@ -36,7 +39,17 @@ WALK_FAILED = 1  # the child's exit status when the walk raised
 NOT_OURS = -1  # no status: waitpid found no such child
 
 
-def socket_inodes(procfs: ProcFS, skip: int = 0) -> Iterator[tuple[int, array[int]]]:
+def process_ids(procfs: ProcFS) -> list[str]:
+    """Return the PID entries of ``procfs``, in its directory order (empty if unreadable)."""
+    try:
+        return [entry for entry in os.listdir(str(procfs.root)) if entry.isdigit()]
+    except OSError:
+        return []
+
+
+def socket_inodes(
+    procfs: ProcFS, skip: int = 0, pids: Iterable[str] | None = None
+) -> Iterator[tuple[int, array[int]]]:
     """Yield (pid, its socket inodes in directory order) for each process under ``procfs``.
 
     Every process's descriptors are read, whoever owns the process: a socket's
@@ -44,16 +57,13 @@ def socket_inodes(procfs: ProcFS, skip: int = 0) -> Iterator[tuple[int, array[in
     root created). Each readlink goes through a directory descriptor, so it
     resolves one path component instead of four. Processes that exited or
     are not ours to read are left out, as is ``skip`` (a walker's own PID:
-    a forked child holds copies of its parent's descriptors).
+    a forked child holds copies of its parent's descriptors). ``pids``: only
+    those entries, in that order (default: every process_ids entry).
     """
     proc = str(procfs.root)
-    try:
-        pids = [entry for entry in os.listdir(proc) if entry.isdigit()]
-    except OSError:
-        return
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
     readlink, prefix, cut = os.readlink, SOCKET_LINK, len(SOCKET_LINK)
-    for pid in pids:
+    for pid in process_ids(procfs) if pids is None else pids:
         number = int(pid)
         if number == skip:
             continue
@@ -88,42 +98,100 @@ class SocketDescriptors:
         self.pids = pids if pids is not None else array(PID_CODE)
 
 
-def socket_descriptors(procfs: ProcFS, skip: int = 0) -> SocketDescriptors:
-    """Return the whole walk (``socket_inodes``) as records."""
+def socket_descriptors(
+    procfs: ProcFS, skip: int = 0, pids: Iterable[str] | None = None
+) -> SocketDescriptors:
+    """Return the walk (``socket_inodes``) as records."""
     found = SocketDescriptors()
-    for pid, inodes in socket_inodes(procfs, skip):
+    for pid, inodes in socket_inodes(procfs, skip, pids):
         found.inodes.extend(inodes)
         found.pids.extend(array(PID_CODE, (pid,)) * len(inodes))
     return found
 
 
-def write_descriptors(procfs: ProcFS, fd: int) -> None:
-    """Walk ``procfs`` (leaving this process out) and write the records to ``fd``.
+class Meeting:
+    """Where the child's walk (from the first process) and the parent's (from the last) meet.
+
+    Two 8-byte counters in memory shared across the fork: ``front``, how many
+    of ``pids`` the child has taken, and ``back``, the lowest index the
+    parent has taken. Each side claims an index before walking it, the child
+    only below ``back`` and the parent only from ``front`` on, so every
+    process is walked by one side at least (both, at most the one they meet
+    on: the parent drops its records of what the child took). Aligned 8-byte
+    stores are atomic on the architectures Linux runs CPython on.
+    """
+
+    def __init__(self, pids: list[str]) -> None:
+        self.pids = pids
+        self._memory = mmap.mmap(-1, 16)  # MAP_SHARED | MAP_ANONYMOUS: the child writes it too
+        self._counters = memoryview(self._memory).cast("q")
+        self._counters[0], self._counters[1] = 0, len(pids)
+
+    @property
+    def front(self) -> int:
+        """Return how many processes, from the first, the child has taken."""
+        return self._counters[0]
+
+    def child_takes(self, index: int) -> bool:
+        """Claim ``pids[index]`` for the child, unless the parent got there."""
+        if index >= self._counters[1]:
+            return False
+        self._counters[0] = index + 1
+        return True
+
+    def parent_takes(self, index: int) -> bool:
+        """Claim ``pids[index]`` for the parent, unless the child got there."""
+        if index < self._counters[0]:
+            return False
+        self._counters[1] = index
+        return True
+
+    def close(self) -> None:
+        """Free the shared memory."""
+        self._counters.release()
+        self._memory.close()
+
+
+def write_descriptors(procfs: ProcFS, fd: int, meeting: Meeting) -> None:
+    """Walk the processes ``meeting`` gives this child (not itself); write the records to ``fd``.
 
     The layout ``ForkedWalk.result`` reads: the count (8 bytes, little-endian),
     the inodes, then the PIDs, in this machine's byte order.
     """
-    found = socket_descriptors(procfs, skip=os.getpid())
+
+    def taken() -> Iterator[str]:  # claimed one by one, as the walk reaches each
+        for index, pid in enumerate(meeting.pids):
+            if not meeting.child_takes(index):
+                return
+            yield pid
+
+    write_records(fd, socket_descriptors(procfs, os.getpid(), taken()))
+
+
+def write_records(fd: int, found: SocketDescriptors) -> None:
+    """Write ``found`` to ``fd`` as ``ForkedWalk.result`` reads it (see write_descriptors)."""
     for data in (len(found.inodes).to_bytes(HEADER_BYTES, "little"), found.inodes, found.pids):
         view = memoryview(data).cast("B")
         while view:
             view = view[os.write(fd, view) :]
 
 
-ChildWalk = Callable[[ProcFS, int], None]  # what the child runs: walk, write to the descriptor
+ChildWalk = Callable[[ProcFS, int, Meeting], None]  # the child's work: walk, write to the fd
 
 
 class ForkedWalk:
     """The walk in a forked child, started before the socket dump; always closed by its starter.
 
     The child runs only ``walk`` and leaves with os._exit (no atexit handler,
-    no stdio flush, no parent code path). ``result`` waits for it and checks
-    what it wrote; ``close`` kills a child still running and reaps it, so no
-    zombie outlives the inspection, whatever the parent raised.
+    no stdio flush, no parent code path). ``result``, after the dump, walks
+    from the last process down to where the child got (``Meeting``), waits
+    for the child and checks what it wrote; ``close`` kills a child still
+    running and reaps it, so no zombie outlives the inspection, whatever the
+    parent raised.
     """
 
-    def __init__(self, pid: int, fd: int) -> None:
-        self._pid, self._fd = pid, fd
+    def __init__(self, procfs: ProcFS, pid: int, fd: int, meeting: Meeting) -> None:
+        self._procfs, self._pid, self._fd, self._meeting = procfs, pid, fd, meeting
         self._status: int | None = None  # waitpid's status once reaped
         self._found: SocketDescriptors | None = None
 
@@ -141,6 +209,7 @@ class ForkedWalk:
             fd = os.memfd_create("tcptune-fdwalk", os.MFD_CLOEXEC)
         except OSError:
             return None
+        meeting = Meeting(process_ids(procfs))
         # SIGINT stays blocked across the fork: until the child has dropped
         # Python's handler, a Ctrl-C must not raise KeyboardInterrupt into
         # the parent's code paths there.
@@ -153,13 +222,14 @@ class ForkedWalk:
                     gc.disable()  # no finalizer of a parent object runs here
                     signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C just ends it
                     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-                    walk(procfs, fd)
+                    walk(procfs, fd, meeting)
                     status = 0
                 finally:
                     os._exit(status)
-            return cls(pid, fd)
+            return cls(procfs, pid, fd, meeting)
         except OSError:  # fork failed: no child
             os.close(fd)
+            meeting.close()
             return None
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
@@ -176,13 +246,30 @@ class ForkedWalk:
         not exactly the header's count of records.
         """
         if self._status is None:
+            mine = self._walk_back()
             try:
                 self._status = os.waitpid(self._pid, 0)[1]
             except ChildProcessError:  # reaped by someone else (SIGCHLD ignored): unknown
                 self._status = NOT_OURS
             if self._status != NOT_OURS and os.waitstatus_to_exitcode(self._status) == 0:
                 self._found = self._read()
+            if self._found is not None:  # then the parent's part, what the child did not take
+                front = self._meeting.front  # final: the child has exited
+                for index, pid, inodes in reversed(mine):
+                    if index >= front:
+                        self._found.inodes.extend(inodes)
+                        self._found.pids.extend(array(PID_CODE, (pid,)) * len(inodes))
         return self._found
+
+    def _walk_back(self) -> list[tuple[int, int, array[int]]]:
+        """Walk from the last process down to the child's; return (index, pid, inodes) of each."""
+        pids, mine = self._meeting.pids, []
+        for index in range(len(pids) - 1, -1, -1):
+            if not self._meeting.parent_takes(index):
+                break
+            for pid, inodes in socket_inodes(self._procfs, self._pid, (pids[index],)):
+                mine.append((index, pid, inodes))
+        return mine
 
     def _read(self) -> SocketDescriptors | None:
         try:
@@ -212,6 +299,7 @@ class ForkedWalk:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+            self._meeting.close()
 
     def __enter__(self) -> ForkedWalk:
         return self

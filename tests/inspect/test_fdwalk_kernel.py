@@ -21,7 +21,14 @@ from pathlib import Path
 import pytest
 
 from tcptune.inspect import fdwalk
-from tcptune.inspect.fdwalk import ForkedWalk, socket_descriptors, write_descriptors
+from tcptune.inspect.fdwalk import (
+    ForkedWalk,
+    Meeting,
+    SocketDescriptors,
+    socket_descriptors,
+    write_descriptors,
+    write_records,
+)
 from tcptune.inspect.inspector import SocketSource, inspect
 from tcptune.inspect.owners import OwnerSource, look_up_owners, walk_ahead
 from tcptune.inspect.ownersbpf import missing_capability
@@ -108,38 +115,45 @@ def test_an_inspection_walking_ahead_names_the_same_holders(made: Scene) -> None
     assert forked.sockets is not None and sequential.sockets is not None
 
 
-def exits_1(procfs: ProcFS, fd: int) -> None:
+def exits_1(*_: object) -> None:
     raise RuntimeError("the walk failed")
 
 
-def killed(procfs: ProcFS, fd: int) -> None:
-    write_descriptors(procfs, fd)
+def killed(procfs: ProcFS, fd: int, meeting: Meeting) -> None:
+    write_descriptors(procfs, fd, meeting)
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def short(procfs: ProcFS, fd: int) -> None:
-    write_descriptors(procfs, fd)
+def short(procfs: ProcFS, fd: int, meeting: Meeting) -> None:
+    write_descriptors(procfs, fd, meeting)
     os.ftruncate(fd, os.fstat(fd).st_size - 1)
 
 
-def overstated(procfs: ProcFS, fd: int) -> None:
-    write_descriptors(procfs, fd)
+def overstated(procfs: ProcFS, fd: int, meeting: Meeting) -> None:
+    write_descriptors(procfs, fd, meeting)
     count = int.from_bytes(os.pread(fd, 8, 0), "little")
     os.pwrite(fd, (count + 1).to_bytes(8, "little"), 0)
 
 
-def nothing(procfs: ProcFS, fd: int) -> None:
+def nothing(*_: object) -> None:
     pass
 
 
-def no_match(procfs: ProcFS, fd: int) -> None:
-    os.write(fd, bytes(8))  # a well-formed walk that found no socket at all
+def takes_none(procfs: ProcFS, fd: int, meeting: Meeting) -> None:
+    write_records(fd, SocketDescriptors())  # well-formed: the parent walks every process
+
+
+def takes_up_to_the_parent(procfs: ProcFS, fd: int, meeting: Meeting) -> None:
+    """Walk the processes up to the test's own, leave the others to the parent."""
+    upto = meeting.pids.index(str(os.getppid())) + 1
+    taken = [pid for index, pid in enumerate(meeting.pids[:upto]) if meeting.child_takes(index)]
+    write_records(fd, socket_descriptors(procfs, os.getpid(), taken))
 
 
 @pytest.mark.kernel
 @pytest.mark.parametrize("walk", [exits_1, killed, short, overstated, nothing])
 def test_a_failed_child_leaves_the_sequential_answer(
-    made: Scene, walk: Callable[[ProcFS, int], None]
+    made: Scene, walk: Callable[[ProcFS, int, Meeting], None]
 ) -> None:
     forked = started(walk)
     assert forked.result() is None
@@ -153,11 +167,16 @@ def test_a_failed_child_leaves_the_sequential_answer(
 
 
 @pytest.mark.kernel
-def test_the_records_are_taken_as_written(made: Scene) -> None:
-    """A well-formed record set is used as it is: the checks above are not all-refusing."""
-    empty = owners_with(made, started(no_match))
-    assert empty.walked_ahead and not empty.holders
-    forked = started()
+@pytest.mark.parametrize("walk", [takes_none, takes_up_to_the_parent, write_descriptors])
+def test_the_parent_walks_what_the_child_left(
+    made: Scene, walk: Callable[[ProcFS, int, Meeting], None]
+) -> None:
+    """Child and parent share the walk; the records are the whole walk, each process once."""
+    after = owners_with(made, None)
+    shared = owners_with(made, started(walk))
+    assert shared.walked_ahead
+    assert as_dict(shared) == as_dict(after)
+    forked = started(walk)
     found = forked.result()
     assert found is not None
     walked = socket_descriptors(PROC, skip=forked.pid)
@@ -171,7 +190,7 @@ def test_no_child_outlives_an_inspection_even_a_failed_one(lab: SocketLab) -> No
     children: list[int] = []
 
     def recorded(procfs: ProcFS, source: OwnerSource) -> ForkedWalk | None:
-        forked = ForkedWalk.start(procfs, lambda *_: signal.pause())  # walks forever
+        forked = ForkedWalk.start(procfs, lambda *_: signal.pause())  # never ends
         assert forked is not None
         children.append(forked.pid)
         return forked
