@@ -43,6 +43,8 @@ HEAVY = (
     # use _socket, the same socket type and functions beneath
     "socket",
     "selectors",
+    "signal",  # its enums too: the fork of the descriptor walk (inspect/fdwalk.py) uses _signal
+    "mmap",  # only when that walk goes ahead
     "tabulate",  # text tables only
     "psutil",  # only to describe the owners of sockets the advice names
     "prometheus_client",  # --format prometheus
